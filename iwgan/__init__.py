@@ -1,0 +1,1 @@
+"""iWGAN: an autoencoder WGAN for inference, and the benchmark suite that replicates it."""

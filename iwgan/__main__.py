@@ -1,0 +1,5 @@
+import sys
+
+from iwgan.cli import main
+
+sys.exit(main())
