@@ -7,8 +7,8 @@ import time
 import numpy as np
 import torch
 
-from iwgan.metrics import EvalData, compute_metrics
 from iwgan.methods import get_method
+from iwgan.metrics import EvalData, compute_metrics
 from iwgan.mixtures import get_mixture
 from iwgan.records import RunDir, manifest, now, save_npy, save_torch
 from iwgan.training import Diverged, derived_generator, train

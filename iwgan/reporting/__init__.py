@@ -1,1 +1,16 @@
 """Reports rebuilt from results/ alone."""
+
+from pathlib import Path
+
+
+def build_all(results: Path, reports: Path) -> list[Path]:
+    """Rebuild every report whose results exist."""
+    from iwgan.reporting import mode_coverage
+
+    built = []
+    if (Path(results) / "mode_coverage.csv").exists():
+        built.append(mode_coverage.build_report(results, reports))
+    if not built:
+        raise ValueError(f"{results}: no results to report on; run an experiment first "
+                         "(e.g. `nox -s mode_coverage`)")
+    return built
