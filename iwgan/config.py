@@ -39,6 +39,7 @@ class RunConfig:
     stop_loss: float = 0.05        # epsilon_2: ... and |L| < this (window means)
     stop_window: int = 100         # iterations averaged before the rule is checked
     threads: int = 0               # torch CPU threads; 0 = leave torch's default
+    deterministic: bool = False    # torch.use_deterministic_algorithms + cuDNN flags
     device: str = "cpu"
     options: dict = field(default_factory=dict)  # method-specific options (see methods)
 
@@ -91,9 +92,9 @@ def check_choice(kind: str, value, choices) -> None:
 # "tiny": for tests and CI smoke runs only.
 PROFILES: dict[str, dict] = {
     "paper": dict(width=1.0, iterations=20_000, batch_size=256, lr=1e-4, n_critic=5),
-    "quick": dict(width=0.25, iterations=1_000, batch_size=64, lr=1e-3, n_critic=2,
+    "quick": dict(width=0.25, iterations=1_500, batch_size=64, lr=1e-3, n_critic=2,
                   threads=1),
-    "long": dict(width=0.25, iterations=5_000, batch_size=64, lr=1e-3, n_critic=2,
+    "long": dict(width=0.25, iterations=7_500, batch_size=64, lr=1e-3, n_critic=2,
                  threads=1),
     "tiny": dict(width=0.05, iterations=6, batch_size=32, lr=1e-3, n_critic=2, log_every=2,
                  eval_samples=300, threads=1),

@@ -99,6 +99,9 @@ def manifest(cfg) -> dict:
         "device": torch.cuda.get_device_name() if cfg.device.startswith("cuda")
         else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
+        "deterministic": {"use_deterministic_algorithms": cfg.deterministic,
+                          "cudnn_deterministic": cfg.deterministic,
+                          "cudnn_benchmark": not cfg.deterministic},
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "started": now(),
     }

@@ -43,8 +43,7 @@ def run_one(cfg, runs_root, progress=None) -> dict:
     row = {"run_id": cfg.run_id, "method": cfg.method, "mixture": cfg.mixture,
            "preset": cfg.preset, "seed": cfg.seed, "profile": cfg.profile,
            "iterations": cfg.iterations, "width": cfg.width, "batch_size": cfg.batch_size,
-           "config_hash": cfg.hash(), "commit": record["commit"], "dirty": record["dirty"],
-           "command": record["command"]}
+           "config_hash": cfg.hash(), **manifest_columns(record)}
     start = time.perf_counter()
     try:
         result = train(cfg, on_log=run.log, progress=progress)
@@ -52,7 +51,8 @@ def run_one(cfg, runs_root, progress=None) -> dict:
         metrics = {"modes": np.nan, "hq_pct": np.nan, "kl": np.nan, "w1": np.nan,
                    "recon_error": np.nan, "latent_mmd": np.nan}
         row.update(status="diverged", diverged_at=err.iteration, iterations_run=err.iteration,
-                   train_seconds=time.perf_counter() - start, eval_seconds=0.0, **metrics)
+                   train_seconds=time.perf_counter() - start, eval_seconds=0.0, **metrics,
+                   finished=now())
         run.write("metrics.json", {**row, "error": str(err)})
         return row
     eval_start = time.perf_counter()
@@ -64,6 +64,19 @@ def run_one(cfg, runs_root, progress=None) -> dict:
     save_npy(run.path / "samples.npy", samples)
     save_torch(run.path / "checkpoint.pt", {"config": cfg.to_dict(),
                                             **result.models.state_dict()})
+    finished = now()
+    row["finished"] = finished
     run.write("metrics.json", row)
-    run.write("manifest.json", {**record, "finished": now()})
+    run.write("manifest.json", {**record, "finished": finished})
     return row
+
+
+def manifest_columns(record: dict) -> dict:
+    """The manifest, flattened into the results row, so every row is traceable."""
+    return {"commit": record["commit"], "dirty": record["dirty"],
+            "command": record["command"], "python": record["python"],
+            "torch": record["packages"]["torch"], "numpy": record["packages"]["numpy"],
+            "platform": record["platform"], "device": record["device"],
+            "threads": record["threads"],
+            "deterministic": record["deterministic"]["use_deterministic_algorithms"],
+            "started": record["started"]}

@@ -46,14 +46,23 @@ def derived_generator(seed: int, purpose: str) -> torch.Generator:
     return torch.Generator().manual_seed(derived_seed(seed, purpose))
 
 
+def configure_torch(cfg) -> None:
+    """Threads and determinism settings; on CPU the same seed and thread count already
+    give byte-identical results, ``deterministic`` matters for CUDA kernels."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.use_deterministic_algorithms(cfg.deterministic, warn_only=False)
+    torch.backends.cudnn.deterministic = cfg.deterministic
+    torch.backends.cudnn.benchmark = not cfg.deterministic
+
+
 def train(cfg, on_log=None, progress=None) -> TrainResult:
     """Train ``cfg.method`` on ``cfg.mixture``; raises :class:`Diverged` on a NaN/inf loss.
 
     ``on_log(record)`` receives every ``log_every``-th iteration's record (losses as
     floats, iteration, wall time); ``progress(n)`` is told of every finished iteration.
     """
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    configure_torch(cfg)
     method = get_method(cfg.method)
     mixture = get_mixture(cfg.mixture, cfg.preset)
     torch.manual_seed(cfg.seed)
