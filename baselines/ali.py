@@ -1,0 +1,104 @@
+"""ALI / BiGAN (Dumoulin et al. 2016; Donahue et al. 2016) on the shared Q, G and critic.
+
+Per outer iteration, one discriminator step then one G/Q step (the original algorithms'
+1:1 schedule; ``n_critic`` is not used), Adam with the same settings as iWGAN. D(x, z) is
+a logit; with sp(t) = log(1 + e^t) = -log sigmoid(-t), the non-saturating GAN loss:
+
+    discriminator: minimise  sp(-D(x, Q(x))) + sp(D(G(z), z))
+    G and Q:       minimise  sp(D(x, Q(x))) + sp(-D(G(z), z))     (labels swapped)
+
+D(x, z) = critic[1:](critic[0](x) + z_path(z)): the shared critic whose first layer also
+reads z, i.e. exactly the critic's MLP on the concatenation (x, z). The x-path is the
+critic's first layer, the z-path is one linear map z -> the critic's first hidden layer
+(extra ``z_path``), and the joint layers are the rest of the critic, so the only
+addition is z_path. Using the critic's scalar output as the x-path would squeeze x to one
+number before it meets z; using its penultimate features would leave its last layer unused
+and need joint layers of its own.
+
+Encoder option: "deterministic" (BiGAN, default) codes x as Q(x); "stochastic" (ALI) draws
+Q(x) = mu(x) + exp(s(x)) * eps, eps ~ N(0, I), reparameterised, where mu is the shared
+encoder and s = log-std is one extra linear head (extra ``log_std``) on the shared
+encoder's last hidden layer, as if that encoder's output layer were widened to 2 * z_dim.
+``encode`` returns mu(x), the posterior mean, in both cases.
+
+Logged ``d_real`` = mean sigmoid(D(x, Q(x))) and ``d_fake`` = mean sigmoid(D(G(z), z)):
+the discriminator's probability that a pair is an encoder pair (both 1/2 at equilibrium).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from iwgan.methods import Models, adam, resolve_options, update
+from iwgan.networks import build_networks, mlp
+
+HAS_ENCODER = True
+OPTIONS: dict = {"encoder": "deterministic"}
+LOGS = ("discriminator_loss", "d_real", "d_fake", "generator_loss")
+ENCODERS = ("deterministic", "stochastic")
+
+
+def build(cfg) -> Models:
+    encoder_kind = resolve_options(cfg.method, cfg.options)["encoder"]
+    if encoder_kind not in ENCODERS:
+        raise ValueError(f"method 'ali' option 'encoder' must be one of {ENCODERS}, "
+                         f"got {encoder_kind!r}")
+    nets = build_networks(cfg.arch, cfg.width, cfg.z_dim)
+    z_path = mlp((cfg.z_dim, nets.critic[0].weight.shape[0]))
+    log_std = ({"log_std": mlp((nets.encoder[-1].weight.shape[1], cfg.z_dim))}
+               if encoder_kind == "stochastic" else {})
+    return Models(
+        generator=nets.generator, critic=nets.critic, encoder=nets.encoder,
+        extra={"z_path": z_path, **log_std},
+        optimizers={"critic": adam([nets.critic, z_path], cfg),
+                    "generator": adam([nets.generator, nets.encoder, *log_std.values()], cfg)},
+    )
+
+
+def phases(cfg):
+    return [(critic_step, 1), (generator_step, 1)]
+
+
+def discriminator(m: Models, x, z):
+    """D(x, z): z's projection joins x's at the critic's first hidden pre-activation."""
+    h = m.critic[0](x)
+    zh = m.extra["z_path"](z)
+    return m.critic[1:](h + zh.view(*zh.shape, *[1] * (h.dim() - zh.dim())))
+
+
+def code(m: Models, x):
+    """Q(x) as the discriminator sees it: the code, or a reparameterised draw around it."""
+    if "log_std" not in m.extra:
+        return m.encoder(x)
+    hidden = m.encoder[:-1](x)
+    mean = m.encoder[-1](hidden)
+    return mean + m.extra["log_std"](hidden).exp() * torch.randn_like(mean)
+
+
+def critic_step(m: Models, x, z, cfg) -> dict:
+    with torch.no_grad():
+        fake = m.generator(z)
+        x_code = code(m, x)
+    d_real, d_fake = discriminator(m, x, x_code), discriminator(m, fake, z)
+    loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+    update(m.optimizers["critic"], loss)
+    return {"discriminator_loss": loss.detach(), "d_real": torch.sigmoid(d_real).mean().detach(),
+            "d_fake": torch.sigmoid(d_fake).mean().detach()}
+
+
+def generator_step(m: Models, x, z, cfg) -> dict:
+    d_real, d_fake = discriminator(m, x, code(m, x)), discriminator(m, m.generator(z), z)
+    loss = F.softplus(d_real).mean() + F.softplus(-d_fake).mean()
+    update(m.optimizers["generator"], loss)
+    return {"generator_loss": loss.detach()}
+
+
+@torch.no_grad()
+def generate(m: Models, z):
+    return m.generator(z)
+
+
+@torch.no_grad()
+def encode(m: Models, x):
+    return m.encoder(x)

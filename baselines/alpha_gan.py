@@ -1,0 +1,100 @@
+"""alpha-GAN (Rosca et al. 2017, Algorithm 1) on the shared Q, G and critic.
+
+Per outer iteration, one step of both discriminators then one G/Q step (Algorithm 1
+updates every network once per iteration; ``n_critic`` is not used), Adam with the same
+settings as iWGAN. D is the shared critic read as a logit; C is the code discriminator
+(extra ``code_critic``: the critic's MLP on z instead of x, z -> 512 -> 512 -> 512 -> 1
+at width 1). With sp(t) = log(1 + e^t), lambda = ``lambda_rec`` and adv(t) the
+generator-side adversarial loss of a logit t:
+
+    D and C: minimise  sp(-D(x)) + sp(D(G(Q(x)))) + sp(D(G(z)))  +  sp(-C(z)) + sp(C(Q(x)))
+    G:       minimise  lambda * ||x - G(Q(x))||_1 + adv(D(G(Q(x)))) + adv(D(G(z)))
+    Q:       minimise  lambda * ||x - G(Q(x))||_1 + adv(C(Q(x)))
+
+adv(t) = -t = -log(D / (1 - D)), the density-ratio form of Algorithm 1 (default
+``adversarial_loss="density_ratio"``), or adv(t) = sp(-t) = -log D, the non-saturating
+loss (``"non_saturating"``). Q gets no gradient from D, nor G from C, as in Algorithm 1.
+Note the L1 reconstruction, where iWGAN uses the (unsquared) L2 norm.
+
+D and C are stepped by one Adam on the sum of their losses: the two share no parameters,
+so that is two independent Adam steps; likewise G and Q.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from iwgan.methods import Models, adam, resolve_options, update
+from iwgan.networks import CRITIC_HIDDEN, build_networks, mlp, scaled
+
+HAS_ENCODER = True
+OPTIONS: dict = {"lambda_rec": 1.0, "adversarial_loss": "density_ratio"}
+LOGS = ("discriminator_loss", "code_discriminator_loss", "reconstruction", "generator_loss",
+        "encoder_loss")
+ADVERSARIAL_LOSSES = ("density_ratio", "non_saturating")
+
+
+def build(cfg) -> Models:
+    options = resolve_options(cfg.method, cfg.options)
+    if options["adversarial_loss"] not in ADVERSARIAL_LOSSES:
+        raise ValueError(f"method 'alpha_gan' option 'adversarial_loss' must be one of "
+                         f"{ADVERSARIAL_LOSSES}, got {options['adversarial_loss']!r}")
+    if not options["lambda_rec"] >= 0:
+        raise ValueError(f"method 'alpha_gan' option 'lambda_rec' must be non-negative, "
+                         f"got {options['lambda_rec']!r}")
+    nets = build_networks(cfg.arch, cfg.width, cfg.z_dim)
+    code_critic = mlp((cfg.z_dim, *scaled(CRITIC_HIDDEN, cfg.width), 1))
+    return Models(
+        generator=nets.generator, critic=nets.critic, encoder=nets.encoder,
+        extra={"code_critic": code_critic},
+        optimizers={"critic": adam([nets.critic, code_critic], cfg),
+                    "generator": adam([nets.generator, nets.encoder], cfg)},
+    )
+
+
+def phases(cfg):
+    return [(critic_step, 1), (generator_step, 1)]
+
+
+def adversarial(logits, kind: str):
+    """The G/Q-side loss of a discriminator logit, batch mean."""
+    return -logits.mean() if kind == "density_ratio" else F.softplus(-logits).mean()
+
+
+def critic_step(m: Models, x, z, cfg) -> dict:
+    with torch.no_grad():
+        code = m.encoder(x)
+        recon = m.generator(code)
+        fake = m.generator(z)
+    d_loss = (F.softplus(-m.critic(x)).mean() + F.softplus(m.critic(recon)).mean()
+              + F.softplus(m.critic(fake)).mean())
+    c_loss = (F.softplus(-m.extra["code_critic"](z)).mean()
+              + F.softplus(m.extra["code_critic"](code)).mean())
+    update(m.optimizers["critic"], d_loss + c_loss)
+    return {"discriminator_loss": d_loss.detach(), "code_discriminator_loss": c_loss.detach()}
+
+
+def generator_step(m: Models, x, z, cfg) -> dict:
+    options = resolve_options(cfg.method, cfg.options)
+    kind = options["adversarial_loss"]
+    code = m.encoder(x)
+    reconstruction = (x - m.generator(code)).flatten(1).abs().sum(dim=1).mean()
+    rec_term = options["lambda_rec"] * reconstruction
+    g_adv = (adversarial(m.critic(m.generator(code.detach())), kind)
+             + adversarial(m.critic(m.generator(z)), kind))
+    q_adv = adversarial(m.extra["code_critic"](code), kind)
+    update(m.optimizers["generator"], rec_term + g_adv + q_adv)
+    return {"reconstruction": reconstruction.detach(),
+            "generator_loss": (rec_term + g_adv).detach(),
+            "encoder_loss": (rec_term + q_adv).detach()}
+
+
+@torch.no_grad()
+def generate(m: Models, z):
+    return m.generator(z)
+
+
+@torch.no_grad()
+def encode(m: Models, x):
+    return m.encoder(x)
