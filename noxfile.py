@@ -1,4 +1,5 @@
-"""Sessions: `nox -s tests`, `nox -s lint`, `nox -s mode_coverage`, `nox -s reports`.
+"""Sessions: `nox -s tests`, `nox -s lint`, `nox -s mode_coverage`, `nox -s convergence`,
+`nox -s reports`, `nox -s regression`.
 
 Every session installs the suite with constraints.txt, which pins torch==2.13.0 (the CPU
 wheel) and torchvision==0.28.0, so that no install pulls a newer CUDA stack. Arguments
@@ -40,7 +41,24 @@ def mode_coverage(session):
 
 
 @nox.session
+def convergence(session):
+    """Duality gap vs exact W1 over training, latent space, quality score; then rebuild
+    reports/convergence.md (quick profile on CPU: at most 30 min on 2 cores)."""
+    install(session)
+    session.run("python", "-m", "iwgan", "convergence", *session.posargs)
+
+
+@nox.session
 def reports(session):
     """Rebuild every report under reports/ from results/ alone."""
     install(session)
     session.run("python", "-m", "iwgan", "reports", *session.posargs)
+
+
+@nox.session
+def regression(session):
+    """Metric-drift check: re-run a seeded subset of every experiment kind and compare
+    with results/regression/reference.csv (about a minute); fails on any drift.
+    `nox -s regression -- --update` rewrites the references (docs/reproducibility.md)."""
+    install(session)
+    session.run("python", "-m", "iwgan", "regression", *session.posargs)

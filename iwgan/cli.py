@@ -65,7 +65,7 @@ def grid_configs(args) -> list:
 
 
 def cmd_mode_coverage(args) -> int:
-    from iwgan.grid import run_grid
+    from iwgan.grid import run_mode_coverage
     from iwgan.mixtures import get_mixture
     from iwgan.records import read_results, write_json
 
@@ -77,7 +77,8 @@ def cmd_mode_coverage(args) -> int:
     write_json(results / "mixtures.json",
                {f"{m}-{p}": get_mixture(m, p).to_json() for p in PRESETS for m in MIXTURES})
     start = time.perf_counter()
-    rows = run_grid(configs, csv, args.out / "runs", jobs=args.jobs, resume=args.resume)
+    rows = run_mode_coverage(configs, csv, args.out / "runs", jobs=args.jobs,
+                             resume=args.resume)
     wall = time.perf_counter() - start
     save_samples(rows, args.out / "runs", results / "mode_coverage_samples")
     record_wall_time(results / "benchmarks" / "mode_coverage_wall_time.json", configs, rows,
@@ -123,6 +124,32 @@ def record_wall_time(path: Path, configs, rows, wall: float, jobs: int) -> None:
     write_json(path, record)
 
 
+def cmd_convergence(args) -> int:
+    import dataclasses
+
+    from iwgan.convergence import ConvergenceOptions, record_thresholds, run_convergence_grid
+
+    opts = ConvergenceOptions(eval_every=args.eval_every, gap_steps=args.gap_steps,
+                              w1_samples=args.w1_samples, alpha=args.alpha)
+    # Every iteration logged: Algorithm 1's stopping rule is replayed on the full history.
+    configs = [dataclasses.replace(c, log_every=1) for c in grid_configs(args)]
+    results = args.out / "results"
+    record_thresholds(results / "convergence_thresholds.json", configs, opts)
+    start = time.perf_counter()
+    rows = run_convergence_grid(configs, opts, args.out, jobs=args.jobs, resume=args.resume)
+    wall = time.perf_counter() - start
+    record_wall_time(results / "benchmarks" / "convergence_wall_time.json", configs, rows,
+                     wall, args.jobs)
+    diverged = [r["run_id"] for r in rows if r["status"] == "diverged"]
+    print(f"{len(rows)} runs in {wall:.0f} s; {len(diverged)} diverged"
+          + (f": {', '.join(diverged)}" if diverged else ""))
+    if not args.no_report:
+        from iwgan.reporting.convergence import build_report
+
+        print(f"report: {build_report(results, args.out / 'reports')}")
+    return 0
+
+
 def cmd_reports(args) -> int:
     from iwgan.reporting import build_all
 
@@ -139,9 +166,37 @@ def main(argv=None) -> int:
                        "mode coverage under the 3-std protocol; then rebuild the report.")
     add_grid_arguments(p)
     p.set_defaults(func=cmd_mode_coverage)
+    p = sub.add_parser("convergence", help="duality gap vs exact W1 over training, latent "
+                       "space, quality score", description="Train every method x mixture x "
+                       "seed with the duality gap of eq. (4), exact W1 and mode coverage "
+                       "every M iterations, then the latent, quality-score and interpolation "
+                       "analyses; then rebuild reports/convergence.md.")
+    add_grid_arguments(p)
+    p.set_defaults(presets=["paper"], seeds=5)
+    for action in p._actions:  # the grid's help states its own defaults
+        if action.dest in ("presets", "seeds"):
+            action.help = action.help.split(" (default")[0] + f" (default {action.default})"
+    p.add_argument("--eval-every", type=positive_int, default=250,
+                   help="M: iterations between evaluations (default 250)")
+    p.add_argument("--gap-steps", type=positive_int, default=15,
+                   help="Adam steps of the sup and of the inf copy in eq. (4) (default 15)")
+    p.add_argument("--w1-samples", type=positive_int, default=1000,
+                   help="points per side of the W1 curves (default 1000)")
+    p.add_argument("--alpha", type=float, default=0.05,
+                   help="HDR coverage is 1 - alpha, alpha in (0, 1) (default 0.05)")
+    p.set_defaults(func=cmd_convergence)
     p = sub.add_parser("reports", help="rebuild reports/ from results/ alone")
     p.add_argument("--out", type=Path, default=Path("."), help="root of results/ and reports/")
     p.set_defaults(func=cmd_reports)
+    from iwgan import regression
+
+    p = sub.add_parser("regression", help="metric-drift check against committed references",
+                       description="Re-run a small seeded subset of every experiment kind, "
+                       "compare its metrics with results/regression/reference.csv (explicit "
+                       "per-metric tolerances, docs/reproducibility.md), print the drift "
+                       "table and write reports/regression.md; exit 1 on any drift.")
+    regression.add_arguments(p)
+    p.set_defaults(func=regression.command)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -90,6 +90,11 @@ def check_choice(kind: str, value, choices) -> None:
 #   1 step; its numbers are not converged (the report measures how far from "long").
 # "long": "quick" with a 5x budget, run on a few cells to measure that distance.
 # "tiny": for tests and CI smoke runs only.
+# "regression": the metric-drift check (iwgan.regression, docs/reproducibility.md): the
+#   quick profile's networks and settings for 300 iterations, one thread, so that a run
+#   is bit-for-bit reproducible on CPU and the whole check takes about a minute;
+#   deterministic kernels, which cost nothing measurable on CPU
+#   (results/benchmarks/determinism_cost.json) and make a CUDA run repeatable too.
 PROFILES: dict[str, dict] = {
     "paper": dict(width=1.0, iterations=20_000, batch_size=256, lr=1e-4, n_critic=5),
     "quick": dict(width=0.25, iterations=1_500, batch_size=64, lr=1e-3, n_critic=2,
@@ -98,6 +103,8 @@ PROFILES: dict[str, dict] = {
                  threads=1),
     "tiny": dict(width=0.05, iterations=6, batch_size=32, lr=1e-3, n_critic=2, log_every=2,
                  eval_samples=300, threads=1),
+    "regression": dict(width=0.25, iterations=300, batch_size=64, lr=1e-3, n_critic=2,
+                       threads=1, deterministic=True),
 }
 
 

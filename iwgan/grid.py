@@ -1,11 +1,11 @@
-"""Run a grid of configs, in parallel processes, with progress bars and an ETA, writing
-each finished run's row to ``results/`` at once so an interrupted grid loses nothing."""
+"""Run a grid of configs, in parallel processes, with progress bars and an ETA, handing
+each finished run's result to ``record`` at once so an interrupted grid loses nothing."""
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import queue as queue_lib
-import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
@@ -25,7 +25,13 @@ def finished_runs(results_csv: Path) -> set[tuple[str, str]]:
     return set(zip(done["run_id"], done["config_hash"]))
 
 
-def _worker(cfg, runs_root, messages):
+def unfinished(configs, results_csv: Path) -> list:
+    """The configs without a finished row of the same config in ``results_csv``."""
+    done = finished_runs(results_csv)
+    return [c for c in configs if (c.run_id, c.hash()) not in done]
+
+
+def _worker(runner, cfg, messages):
     pending = [0]
 
     def progress(n):
@@ -34,60 +40,56 @@ def _worker(cfg, runs_root, messages):
             messages.put((cfg.run_id, pending[0]))
             pending[0] = 0
 
-    row = run_one(cfg, runs_root, progress)
+    result = runner(cfg, progress=progress)
     messages.put((cfg.run_id, pending[0]))
-    return row
+    return result
 
 
-def run_grid(configs, results_csv: Path, runs_root: Path, jobs: int = 1,
-             resume: bool = False) -> list[dict]:
-    """Run every config (skipping finished ones when ``resume``); returns the new rows."""
-    if resume:
-        done = finished_runs(results_csv)
-        configs = [c for c in configs if (c.run_id, c.hash()) not in done]
+def run_grid(configs, runner, record, jobs: int = 1) -> list:
+    """``runner(cfg, progress=...)`` for every config, in ``jobs`` spawned processes (the
+    runner must be picklable: a module-level function or a partial of one); ``record``
+    receives each result in this process as soon as its run finishes."""
     total = tqdm(total=sum(c.iterations for c in configs), desc=f"grid ({len(configs)} runs)",
                  unit="it", position=0, dynamic_ncols=True, mininterval=1.0)
     bars: dict[str, tqdm] = {}
-    rows: list[dict] = []
+    by_id = {c.run_id: c for c in configs}
+    results = []
 
-    def advance(run_id, n, iterations):
+    def advance(run_id, n):
         if run_id not in bars:
-            bars[run_id] = tqdm(total=iterations, desc=run_id, unit="it", leave=False,
-                                position=len(bars) % max(jobs, 1) + 1, dynamic_ncols=True,
-                                mininterval=1.0)
+            bars[run_id] = tqdm(total=by_id[run_id].iterations, desc=run_id, unit="it",
+                                leave=False, position=len(bars) % max(jobs, 1) + 1,
+                                dynamic_ncols=True, mininterval=1.0)
         bars[run_id].update(n)
         total.update(n)
 
-    def finish(row):
-        rows.append(row)
-        upsert_results(results_csv, [row])
-        bar = bars.pop(row["run_id"], None)
+    def finish(cfg, result):
+        results.append(result)
+        record(result)
+        bar = bars.pop(cfg.run_id, None)
         if bar:
             bar.close()
-        if row["status"] == "diverged":
-            tqdm.write(f"{row['run_id']}: diverged at iteration {row['diverged_at']}")
 
     try:
         if jobs <= 1:
             for cfg in configs:
-                finish(run_one(cfg, runs_root,
-                               lambda n, c=cfg: advance(c.run_id, n, c.iterations)))
+                finish(cfg, runner(cfg, progress=functools.partial(advance, cfg.run_id)))
         else:
-            by_id = {c.run_id: c for c in configs}
             ctx = mp.get_context("spawn")
             with ctx.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
                 messages = manager.Queue()
-                futures = {pool.submit(_worker, c, runs_root, messages) for c in configs}
-                while futures:
-                    done, futures = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
-                    _drain(messages, lambda rid, n: advance(rid, n, by_id[rid].iterations))
+                futures = {pool.submit(_worker, runner, c, messages): c for c in configs}
+                pending = set(futures)
+                while pending:
+                    done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    _drain(messages, advance)
                     for fut in done:
-                        finish(fut.result())
+                        finish(futures[fut], fut.result())
     finally:
         for bar in bars.values():
             bar.close()
         total.close()
-    return rows
+    return results
 
 
 def _drain(messages, advance) -> None:
@@ -99,7 +101,15 @@ def _drain(messages, advance) -> None:
         advance(run_id, n)
 
 
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start
+def run_mode_coverage(configs, results_csv: Path, runs_root: Path, jobs: int = 1,
+                      resume: bool = False) -> list[dict]:
+    """The mode-coverage grid: one results row per run, written as each run finishes."""
+    if resume:
+        configs = unfinished(configs, results_csv)
+
+    def record(row):
+        upsert_results(results_csv, [row])
+        if row["status"] == "diverged":
+            tqdm.write(f"{row['run_id']}: diverged at iteration {row['diverged_at']}")
+
+    return run_grid(configs, functools.partial(run_one, runs_root=runs_root), record, jobs)

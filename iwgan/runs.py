@@ -11,7 +11,7 @@ from iwgan.methods import get_method
 from iwgan.metrics import EvalData, compute_metrics
 from iwgan.mixtures import get_mixture
 from iwgan.records import RunDir, manifest, now, save_npy, save_torch
-from iwgan.training import Diverged, derived_generator, train
+from iwgan.training import Diverged, configure_torch, derived_generator, train
 
 
 def evaluate(cfg, models) -> tuple[dict, np.ndarray]:
@@ -37,6 +37,7 @@ def run_one(cfg, runs_root, progress=None) -> dict:
     """Train and evaluate one config; returns its results row. A diverged run is recorded
     with its iteration and NaN metrics instead of raising."""
     run = RunDir(runs_root, cfg)
+    configure_torch(cfg)  # before the manifest, so it records the run's thread count
     record = manifest(cfg)
     run.write("config.json", cfg.to_dict())
     run.write("manifest.json", record)

@@ -56,11 +56,15 @@ def configure_torch(cfg) -> None:
     torch.backends.cudnn.benchmark = not cfg.deterministic
 
 
-def train(cfg, on_log=None, progress=None) -> TrainResult:
+def train(cfg, on_log=None, progress=None, on_eval=None, eval_every=0) -> TrainResult:
     """Train ``cfg.method`` on ``cfg.mixture``; raises :class:`Diverged` on a NaN/inf loss.
 
     ``on_log(record)`` receives every ``log_every``-th iteration's record (losses as
     floats, iteration, wall time); ``progress(n)`` is told of every finished iteration.
+    ``on_eval(iteration, models)``, if given, is called before the first iteration (0),
+    every ``eval_every`` iterations and after the last; it must draw from generators of
+    its own and leave ``models`` unchanged. Time spent in it is excluded from the
+    records' and the result's ``wall_time``, so curves are against training time.
     """
     configure_torch(cfg)
     method = get_method(cfg.method)
@@ -70,7 +74,19 @@ def train(cfg, on_log=None, progress=None) -> TrainResult:
     steps = method.phases(cfg)
     window = {k: deque(maxlen=cfg.stop_window) for k in ("dual_gap", "objective_L")}
     result = TrainResult(models=models, iterations=0)
+    if on_eval is not None and eval_every <= 0:
+        raise ValueError(f"eval_every must be a positive integer, got {eval_every}")
+    eval_time = 0.0
+
+    def evaluate(it):
+        nonlocal eval_time
+        eval_start = time.perf_counter()
+        on_eval(it, models)
+        eval_time += time.perf_counter() - eval_start
+
     start = time.perf_counter()
+    if on_eval is not None:
+        evaluate(0)
     for it in range(1, cfg.iterations + 1):
         logs = {}
         for step, count in steps:
@@ -89,13 +105,17 @@ def train(cfg, on_log=None, progress=None) -> TrainResult:
                 window[k].append(values[k])
             result.stopped_early = stop_rule_met(window, cfg)
         if it % cfg.log_every == 0 or it == cfg.iterations or result.stopped_early:
-            record = {"iteration": it, "wall_time": time.perf_counter() - start, **values}
+            record = {"iteration": it,
+                      "wall_time": time.perf_counter() - start - eval_time, **values}
             result.history.append(record)
             if on_log:
                 on_log(record)
+        if on_eval is not None and (it % eval_every == 0 or it == cfg.iterations
+                                    or result.stopped_early):
+            evaluate(it)
         if result.stopped_early:
             break
-    result.wall_time = time.perf_counter() - start
+    result.wall_time = time.perf_counter() - start - eval_time
     return result
 
 

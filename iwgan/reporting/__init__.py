@@ -10,6 +10,10 @@ def build_all(results: Path, reports: Path) -> list[Path]:
     built = []
     if (Path(results) / "mode_coverage.csv").exists():
         built.append(mode_coverage.build_report(results, reports))
+    if (Path(results) / "convergence.csv").exists():
+        from iwgan.reporting import convergence
+
+        built.append(convergence.build_report(results, reports))
     if not built:
         raise ValueError(f"{results}: no results to report on; run an experiment first "
                          "(e.g. `nox -s mode_coverage`)")
