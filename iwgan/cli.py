@@ -120,6 +120,9 @@ def record_wall_time(path: Path, configs, rows, wall: float, jobs: int) -> None:
         "presets": sorted({c.preset for c in configs}),
         "seeds": sorted({c.seed for c in configs}),
         "cpu_count": os.cpu_count(), "platform": platform.platform(), "date": now(),
+        # Other processes on the machine inflate wall time: the 1-, 5- and 15-minute load
+        # averages at the end of the grid say how busy it was.
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
     write_json(path, record)
 

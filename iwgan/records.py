@@ -89,6 +89,13 @@ def package_versions() -> dict:
     return out
 
 
+def command_line() -> str:
+    """How this process was started, as a user would type it."""
+    prog = Path(sys.argv[0])
+    name = (f"python -m {prog.parent.name}" if prog.name == "__main__.py" else prog.name)
+    return " ".join([name, *sys.argv[1:]])
+
+
 def manifest(cfg) -> dict:
     import torch
 
@@ -102,7 +109,7 @@ def manifest(cfg) -> dict:
         "deterministic": {"use_deterministic_algorithms": cfg.deterministic,
                           "cudnn_deterministic": cfg.deterministic,
                           "cudnn_benchmark": not cfg.deterministic},
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": command_line(),
         "started": now(),
     }
 

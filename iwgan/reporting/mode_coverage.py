@@ -168,6 +168,8 @@ def runtime_section(df, results) -> list[str]:
         record = json.loads(bench.read_text())
         wall = [{"profile": k, "runs": v["runs"], "wall time (min)": f"{v['wall_seconds']/60:.1f}",
                  "parallel jobs": v["jobs"], "CPUs": v["cpu_count"],
+                 "load avg (1/5/15 min) at end": " / ".join(
+                     map(str, v.get("load_average_at_end", ["not recorded"]))),
                  "methods": " ".join(v["methods"]), "presets": " ".join(v["presets"])}
                 for k, v in sorted(record.items())]
         out += ["Wall time of the last grid run per profile "
