@@ -81,15 +81,22 @@ def cmd_mode_coverage(args) -> int:
                              resume=args.resume)
     wall = time.perf_counter() - start
     save_samples(rows, args.out / "runs", results / "mode_coverage_samples")
-    record_wall_time(results / "benchmarks" / "mode_coverage_wall_time.json", configs, rows,
+    return finish_grid(args, "mode_coverage", configs, rows, wall)
+
+
+def finish_grid(args, experiment: str, configs, rows, wall: float) -> int:
+    """Record the grid's wall time, say what diverged, rebuild the experiment's report."""
+    import importlib
+
+    results = args.out / "results"
+    record_wall_time(results / "benchmarks" / f"{experiment}_wall_time.json", configs, rows,
                      wall, args.jobs)
     diverged = [r["run_id"] for r in rows if r["status"] == "diverged"]
     print(f"{len(rows)} runs in {wall:.0f} s; {len(diverged)} diverged"
           + (f": {', '.join(diverged)}" if diverged else ""))
     if not args.no_report:
-        from iwgan.reporting.mode_coverage import build_report
-
-        print(f"report: {build_report(results, args.out / 'reports')}")
+        report = importlib.import_module(f"iwgan.reporting.{experiment}")
+        print(f"report: {report.build_report(results, args.out / 'reports')}")
     return 0
 
 
@@ -141,16 +148,7 @@ def cmd_convergence(args) -> int:
     start = time.perf_counter()
     rows = run_convergence_grid(configs, opts, args.out, jobs=args.jobs, resume=args.resume)
     wall = time.perf_counter() - start
-    record_wall_time(results / "benchmarks" / "convergence_wall_time.json", configs, rows,
-                     wall, args.jobs)
-    diverged = [r["run_id"] for r in rows if r["status"] == "diverged"]
-    print(f"{len(rows)} runs in {wall:.0f} s; {len(diverged)} diverged"
-          + (f": {', '.join(diverged)}" if diverged else ""))
-    if not args.no_report:
-        from iwgan.reporting.convergence import build_report
-
-        print(f"report: {build_report(results, args.out / 'reports')}")
-    return 0
+    return finish_grid(args, "convergence", configs, rows, wall)
 
 
 def cmd_reports(args) -> int:
