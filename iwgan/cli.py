@@ -198,6 +198,14 @@ def main(argv=None) -> int:
                        "table and write reports/regression.md; exit 1 on any drift.")
     regression.add_arguments(p)
     p.set_defaults(func=regression.command)
+    from iwgan import images
+
+    p = sub.add_parser("images", help="MNIST / CelebA / digits: train, FID or FD, figures",
+                       description="Train every method x seed on one image dataset "
+                       "(Section 5.2), resumable from checkpoints; score FID (or FD-<data>CNN "
+                       "offline); save the figure arrays; then rebuild reports/<dataset>.md.")
+    images.add_arguments(p)
+    p.set_defaults(func=images.command)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -14,6 +14,10 @@ def build_all(results: Path, reports: Path) -> list[Path]:
         from iwgan.reporting import convergence
 
         built.append(convergence.build_report(results, reports))
+    if (Path(results) / "images.csv").exists():
+        from iwgan.reporting import images
+
+        built.extend(images.build_reports(results, reports))
     if not built:
         raise ValueError(f"{results}: no results to report on; run an experiment first "
                          "(e.g. `nox -s mode_coverage`)")

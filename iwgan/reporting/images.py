@@ -1,0 +1,282 @@
+"""reports/digits.md, reports/mnist.md, reports/celeba.md, rebuilt from results/ alone:
+``results/images.csv`` (one row per run) and ``results/images/<run_id>.npz`` (the arrays
+every figure is drawn from: sample grids, reconstructions, interpolations, codes,
+reconstruction errors, best and worst validation images by quality score). A dataset or
+method that was not run gets a cell that says why, never a blank."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from iwgan.images import image_grid, read_image_results
+from iwgan.methods import METHOD_NAMES
+from iwgan.reporting.common import fmt_mean_se, markdown_table, rel, save_figure, write_report
+
+DATASET_TITLES = {"digits": "Digits (scikit-learn's 8x8 digits at 28x28; offline stand-in "
+                            "for MNIST)",
+                  "mnist": "MNIST (Section 5.2, Appendix F)",
+                  "celeba": "CelebA 64x64 (Section 5.2, Appendix G)"}
+SESSIONS = {"digits": "nox -s replicate_digits", "mnist": "nox -s replicate_mnist",
+            "celeba": "nox -s replicate_celeba -- --data-dir <celeba root>"}
+NOT_RUN = {"digits": "not run: `nox -s replicate_digits` (CPU, offline)",
+           "mnist": "not run: needs MNIST (`--download` on a machine with internet) and, for "
+                    "the paper profile, a GPU: `nox -s replicate_mnist`",
+           "celeba": "not run: needs a GPU and CelebA (`nox -s replicate_celeba`)"}
+# The paper's numbers (Appendix G.2); it reports no FID on MNIST and none for ALI/alpha-GAN.
+PAPER_FID = {"celeba": {"iwgan": "69.28", "wgan_gp": "94.49"}}
+PAPER_FIGURES = {
+    "digits": dict(samples="MNIST Fig. 10", recon="Figs 5b, 13", interp="Figs 5c, 11",
+                   latent="Fig. 9", hist="Fig. 12", quality="Fig. 14"),
+    "mnist": dict(samples="Fig. 10", recon="Figs 5b, 13", interp="Figs 5c, 11",
+                  latent="Fig. 9", hist="Fig. 12", quality="Fig. 14"),
+    "celeba": dict(samples="Figs 16, 17", recon="Figs 6b, 20", interp="Figs 6c, 18",
+                   latent="Fig. 15", hist="Fig. 19", quality="Figs 7, 21"),
+}
+PROFILE_ORDER = ["paper", "cpu", "smoke"]
+
+
+def ordered(values, order):
+    return [v for v in order if v in set(values)] + sorted(set(values) - set(order))
+
+
+def build_reports(results: Path, reports: Path) -> list[Path]:
+    """One report per dataset; those without runs say how to produce them."""
+    results, reports = Path(results), Path(reports)
+    df = read_image_results(results / "images.csv", required=["status", "fd", "fd_name"])
+    return [build_report(df, results, reports, dataset) for dataset in DATASET_TITLES]
+
+
+def paper_cell(dataset: str, method: str) -> str:
+    if dataset in PAPER_FID:
+        return PAPER_FID[dataset].get(method, "not reported by the paper")
+    if dataset == "digits":
+        return "n/a (the paper has no digits experiment)"
+    return "not reported (the paper gives no FID on MNIST)"
+
+
+def build_report(df, results: Path, reports: Path, dataset: str) -> Path:
+    sub = df[df.dataset == dataset]
+    out = [f"# {DATASET_TITLES[dataset]}", "",
+           "Rebuilt by `nox -s reports` from `results/images.csv` and `results/images/*.npz` "
+           "alone; do not edit.", ""]
+    if sub.empty:
+        out += ["## FID", "", markdown_table(_table_frame(
+            [{"method": m, "paper FID": paper_cell(dataset, m), "this suite": NOT_RUN[dataset]}
+             for m in METHOD_NAMES])), "",
+                f"No run of this dataset is recorded. To produce this report: "
+                f"`{SESSIONS[dataset]}` (see docs/images.md)."]
+        return write_report(reports / f"{dataset}.md", "\n".join(out))
+    for profile in ordered(sub["profile"], PROFILE_ORDER):
+        out += profile_section(sub[sub.profile == profile], results, reports, dataset, profile)
+    return write_report(reports / f"{dataset}.md", "\n".join(out))
+
+
+def _table_frame(rows):
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
+def _fmt(values, digits=2, na="n/a"):
+    return fmt_mean_se([float(v) for v in values], digits=digits, na=na)
+
+
+def profile_section(sub, results, reports, dataset, profile) -> list[str]:
+    first = sub.iloc[0]
+    name = str(first["fd_name"])
+    is_fid = name == "FID"
+    out = [f"## {profile} profile", "",
+           f"**Data**: {first['train_images']} training images; {first['preprocessing']}. "
+           f"**Networks**: Appendix {'D3' if first['arch'] == 'celeba' else 'D2'} "
+           f"(`{first['arch']}`) at width x{first['width']:g}, z_dim {first['z_dim']}. "
+           f"**Budget**: {first['iterations']} iterations, batch {first['batch_size']}, "
+           f"Adam lr {first['lr']:g}, {first['n_critic']} critic steps per iteration "
+           "(iwgan, wgan_gp; ALI and alpha-GAN step 1:1).", "",
+           f"**Metric: {name}**, {first['fd_samples']} generated samples against "
+           f"{first['fd_reference_samples']} real training images. "
+           + ("pytorch-fid's Inception (pool3, 2048 features)." if is_fid else
+              f"{name} is the Fréchet distance on the 128 penultimate features of a small "
+              f"CNN classifier trained on this dataset's train split "
+              f"({first.get('fd_note', '')}): comparable between the rows of this table only, "
+              "**not a FID** and not comparable with the paper's numbers.")
+           + (f" Real vs real (validation split against the same reference): "
+              f"{float(first['fd_real_validation']):.3f}." if _finite(
+                  first.get("fd_real_validation")) else ""), ""]
+    warnings = sorted({str(w) for w in sub.get("fd_warning", []) if isinstance(w, str) and w})
+    if warnings:
+        out += [f"Warning: {w}." for w in warnings] + [""]
+    rows = []
+    for method in METHOD_NAMES:
+        runs = sub[sub.method == method]
+        done = runs[runs.status == "finished"]
+        row = {"method": method, "paper FID": paper_cell(dataset, method)}
+        if runs.empty:
+            row[f"this suite ({name})"] = f"not run in this profile: `{SESSIONS[dataset]}`"
+            row["recon error"] = "n/a"
+            row["seeds"] = 0
+        else:
+            row[f"this suite ({name})"] = (_fmt(done["fd"], 3) if len(done) else
+                                           f"diverged ({', '.join(runs.status)})")
+            row["recon error"] = (_fmt(done["recon_error"], 3, na="n/a (no encoder)")
+                                             if len(done) else "n/a")
+            row["seeds"] = len(done)
+        rows.append(row)
+    out += [markdown_table(_table_frame(rows)), "",
+            "Cells: mean ± standard error over seeds (one seed: the value). recon error is "
+            "the mean of ||x − G(Q(x))|| (L2, pixels in [0, 1]) over the validation split.", ""]
+    out += figure_section(sub, results, reports, dataset, profile)
+    out += runtime_section(sub)
+    commands = sorted(set(sub["command"].astype(str)))
+    out += ["### Commands", "", "```", *commands, "```", ""]
+    return out
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def load_arrays(results: Path, sub) -> dict:
+    """The first finished seed's arrays of each method, in method order."""
+    arrays = {}
+    for method in METHOD_NAMES:
+        runs = sub[(sub.method == method) & (sub.status == "finished")].sort_values("seed")
+        for run_id in runs["run_id"]:
+            path = Path(results) / "images" / f"{run_id}.npz"
+            if path.exists():
+                with np.load(path) as f:
+                    arrays[method] = {k: f[k] for k in f.files}
+                break
+    return arrays
+
+
+def _show(ax, images, nrow, title=None):
+    grid = image_grid(np.asarray(images), nrow)
+    if grid.shape[-1] == 1:
+        ax.imshow(grid[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    else:
+        ax.imshow(grid, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+
+
+def figure_section(sub, results, reports, dataset, profile) -> list[str]:
+    arrays = load_arrays(results, sub)
+    if not arrays:
+        return ["No finished run has figure arrays in results/images/.", ""]
+    figs = reports / "figures"
+    stem = f"images_{dataset}_{profile}"
+    refs = PAPER_FIGURES[dataset]
+    seed_note = "first finished seed of each method"
+    out = ["### Figures", ""]
+    encoders = {m: a for m, a in arrays.items() if "codes" in a}
+
+    fig, axes = plt.subplots(1, len(arrays), figsize=(3 * len(arrays), 3.2), squeeze=False)
+    for ax, (method, a) in zip(axes[0], arrays.items()):
+        _show(ax, a["samples"], 8, method)
+    path = figs / f"{stem}_samples.png"
+    save_figure(fig, path)
+    out += [f"**Generated samples** G(z), z ~ N(0, I), side by side ({refs['samples']}; "
+            f"{seed_note}):", "", f"![samples]({rel(path, reports)})", ""]
+
+    if encoders:
+        fig, axes = plt.subplots(1, len(encoders), figsize=(3 * len(encoders), 1.9),
+                                 squeeze=False)
+        for ax, (method, a) in zip(axes[0], encoders.items()):
+            pairs = np.stack([a["recon_real"], a["recon"]], axis=1).reshape(
+                -1, *a["recon"].shape[1:])
+            _show(ax, pairs[:32], 8, method)
+        path = figs / f"{stem}_reconstructions.png"
+        save_figure(fig, path)
+        out += [f"**Reconstructions** ({refs['recon']}): validation images x (odd columns) "
+                "next to G(Q(x)) (even columns):", "", f"![reconstructions]({rel(path, reports)})",
+                ""]
+
+    fig, axes = plt.subplots(len(arrays), 1, figsize=(6, 2.6 * len(arrays)), squeeze=False)
+    for ax, (method, a) in zip(axes[:, 0], arrays.items()):
+        interp = a["interp"]
+        if "interp_ends" in a:  # the real x1 and x2 framing their path
+            ends = a["interp_ends"]
+            interp = np.concatenate([ends[:, :1], interp, ends[:, 1:]], axis=1)
+        _show(ax, interp.reshape(-1, *interp.shape[2:]), interp.shape[1],
+              f"{method}: {a['interp_kind']}")
+    path = figs / f"{stem}_interpolations.png"
+    save_figure(fig, path)
+    out += [f"**Interpolations** ({refs['interp']}): G((1 − t) z1 + t z2), t = 0 … 1 in 10 "
+            "steps; z1, z2 = Q(x1), Q(x2) for pairs of validation images (the methods with an "
+            "encoder; the real x1 and x2 in the first and last columns), random prior pairs "
+            "for WGAN-GP:", "",
+            f"![interpolations]({rel(path, reports)})", ""]
+
+    if encoders:
+        for method, a in encoders.items():
+            path = figs / f"{stem}_latent_{method}.png"
+            latent_pairs(a["codes"], method, path)
+            out += [f"**Latent space of {method}** ({refs['latent']}): Q(x)_i against "
+                    f"Q(x)_j on up to 1,000 validation images, first "
+                    f"{min(8, a['codes'].shape[1])} dimensions (diagonal: histograms):", "",
+                    f"![latent {method}]({rel(path, reports)})", ""]
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        top = max(float(a["recon_errors"].max()) for a in encoders.values())
+        bins = np.linspace(0, top * 1.02 if top > 0 else 1, 40)
+        for method, a in encoders.items():
+            ax.hist(a["recon_errors"], bins=bins, histtype="step", label=method, linewidth=1.5)
+        ax.set_xlabel("||x − G(Q(x))|| on the validation split")
+        ax.set_ylabel("images")
+        ax.legend()
+        path = figs / f"{stem}_recon_hist.png"
+        save_figure(fig, path)
+        out += [f"**Reconstruction errors** ({refs['hist']}):", "",
+                f"![reconstruction errors]({rel(path, reports)})", ""]
+
+        fig, axes = plt.subplots(len(encoders), 2, figsize=(8, 1.6 * len(encoders) + 0.6),
+                                 squeeze=False)
+        for row, (method, a) in zip(axes, encoders.items()):
+            _show(row[0], a["best"], 8, f"{method}: highest (≥ {a['best_scores'].min():.3g})")
+            _show(row[1], a["worst"], 8, f"{method}: lowest (≤ {a['worst_scores'].max():.3g})")
+        path = figs / f"{stem}_quality.png"
+        save_figure(fig, path)
+        out += [f"**Best and worst validation images by quality score** exp(−||x − G(Q(x))||) "
+                f"({refs['quality']}):", "", f"![quality]({rel(path, reports)})", ""]
+    return out
+
+
+def latent_pairs(codes: np.ndarray, method: str, path: Path) -> None:
+    d = min(8, codes.shape[1])
+    fig, axes = plt.subplots(d, d, figsize=(1.1 * d, 1.1 * d), squeeze=False)
+    for i in range(d):
+        for j in range(d):
+            ax = axes[i, j]
+            if i == j:
+                ax.hist(codes[:, i], bins=30, color="tab:blue")
+            else:
+                ax.scatter(codes[:, j], codes[:, i], s=0.5, color="tab:blue", alpha=0.5,
+                           rasterized=False)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(f"{method}: Q(x)_i vs Q(x)_j")
+    save_figure(fig, path)
+
+
+def runtime_section(sub) -> list[str]:
+    rows = []
+    for _, r in sub.sort_values(["method", "seed"]).iterrows():
+        rows.append({"run": r["run_id"], "status": r["status"],
+                     "iterations": r.get("iterations_run", ""),
+                     "train s": _num(r.get("train_seconds")),
+                     "s / iteration": _num(r.get("seconds_per_iteration"), 3),
+                     "eval s": _num(r.get("eval_seconds")),
+                     "device": r.get("device", ""), "precision": r.get("precision_used", ""),
+                     "threads": r.get("threads", "")})
+    return ["### Runtime", "", markdown_table(_table_frame(rows)), ""]
+
+
+def _num(value, digits=1) -> str:
+    return f"{float(value):.{digits}f}" if _finite(value) else "n/a"
