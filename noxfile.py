@@ -1,5 +1,5 @@
 """Sessions: `nox -s tests`, `nox -s lint`, `nox -s mode_coverage`, `nox -s convergence`,
-`nox -s reports`, `nox -s regression`.
+`nox -s reports`, `nox -s regression`, `nox -s throughput`.
 
 Every session installs the suite with constraints.txt, which pins torch==2.13.0 (the CPU
 wheel) and torchvision==0.28.0, so that no install pulls a newer CUDA stack. Arguments
@@ -89,3 +89,14 @@ def replicate_celeba(session):
     `-- --data-dir <root>` (docs/images.md says how to place the files)."""
     install(session)
     session.run("python", "-m", "iwgan", "images", "--dataset", "celeba", *session.posargs)
+
+
+@nox.session
+def throughput(session):
+    """Benchmarks (pytest-benchmark over benchmarks/; not part of `tests`): training
+    iterations, the suite against a plain reference, batched seeds, the GPU fast path,
+    evaluation costs; writes results/throughput/<device>.json and reports/throughput.md.
+    Waits (up to 3 min) for the 1-minute load average to fall below 1.5 first. Arguments
+    go to `python -m iwgan throughput` (e.g. `-- -k batched`; docs/throughput.md)."""
+    install(session, "test")
+    session.run("python", "-m", "iwgan", "throughput", *session.posargs)

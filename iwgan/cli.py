@@ -78,7 +78,7 @@ def cmd_mode_coverage(args) -> int:
                {f"{m}-{p}": get_mixture(m, p).to_json() for p in PRESETS for m in MIXTURES})
     start = time.perf_counter()
     rows = run_mode_coverage(configs, csv, args.out / "runs", jobs=args.jobs,
-                             resume=args.resume)
+                             resume=args.resume, batch_seeds=args.batch_seeds)
     wall = time.perf_counter() - start
     save_samples(rows, args.out / "runs", results / "mode_coverage_samples")
     return finish_grid(args, "mode_coverage", configs, rows, wall)
@@ -166,6 +166,10 @@ def main(argv=None) -> int:
                        description="Train every method x mixture x preset x seed and score "
                        "mode coverage under the 3-std protocol; then rebuild the report.")
     add_grid_arguments(p)
+    p.add_argument("--batch-seeds", action="store_true",
+                   help="train a cell's seeds as one batched model (iwgan.batched; faster, "
+                   "equal to sequential runs only within float tolerance; the committed "
+                   "results are sequential: docs/throughput.md)")
     p.set_defaults(func=cmd_mode_coverage)
     p = sub.add_parser("convergence", help="duality gap vs exact W1 over training, latent "
                        "space, quality score", description="Train every method x mixture x "
@@ -206,6 +210,14 @@ def main(argv=None) -> int:
                        "offline); save the figure arrays; then rebuild reports/<dataset>.md.")
     images.add_arguments(p)
     p.set_defaults(func=images.command)
+    from iwgan import throughput
+
+    p = sub.add_parser("throughput", help="benchmarks: samples/s, suite overhead, batched "
+                       "seeds, GPU fast path", description="Run the benchmarks in benchmarks/ "
+                       "(pytest-benchmark), write results/throughput/<device>.json with the "
+                       "run manifest and rebuild reports/throughput.md.")
+    throughput.add_arguments(p)
+    p.set_defaults(func=throughput.command)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

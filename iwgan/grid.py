@@ -102,8 +102,10 @@ def _drain(messages, advance) -> None:
 
 
 def run_mode_coverage(configs, results_csv: Path, runs_root: Path, jobs: int = 1,
-                      resume: bool = False) -> list[dict]:
-    """The mode-coverage grid: one results row per run, written as each run finishes."""
+                      resume: bool = False, batch_seeds: bool = False) -> list[dict]:
+    """The mode-coverage grid: one results row per run, written as each run finishes.
+    ``batch_seeds``: the seeds of a cell train as one batched model (iwgan.batched), and
+    its rows are written when the batch finishes."""
     if resume:
         configs = unfinished(configs, results_csv)
 
@@ -112,4 +114,12 @@ def run_mode_coverage(configs, results_csv: Path, runs_root: Path, jobs: int = 1
         if row["status"] == "diverged":
             tqdm.write(f"{row['run_id']}: diverged at iteration {row['diverged_at']}")
 
-    return run_grid(configs, functools.partial(run_one, runs_root=runs_root), record, jobs)
+    if not batch_seeds:
+        return run_grid(configs, functools.partial(run_one, runs_root=runs_root), record,
+                        jobs)
+    from iwgan.batched import group_by_seed, run_group
+
+    groups = group_by_seed(configs)
+    done = run_grid(groups, functools.partial(run_group, runs_root=runs_root),
+                    lambda rows: [record(r) for r in rows], jobs)
+    return [row for rows in done for row in rows]

@@ -18,6 +18,10 @@ def build_all(results: Path, reports: Path) -> list[Path]:
         from iwgan.reporting import images
 
         built.extend(images.build_reports(results, reports))
+    if any((Path(results) / "throughput").glob("*.json")):
+        from iwgan.reporting import throughput
+
+        built.append(throughput.build_report(results, reports))
     if not built:
         raise ValueError(f"{results}: no results to report on; run an experiment first "
                          "(e.g. `nox -s mode_coverage`)")
