@@ -48,13 +48,15 @@ def critic_step(m: Models, x, z, cfg) -> dict:
 
 def generator_step(m: Models, x, z, cfg) -> dict:
     code = m.encoder(x)
-    fake = m.generator(z)
-    reconstruction = reconstruction_error(x, m.generator(code)).mean()
-    objective = reconstruction + m.critic(m.generator(code)).mean() - m.critic(fake).mean()
+    recon = m.generator(code)
+    reconstruction = reconstruction_error(x, recon).mean()
+    f_fake = m.critic(m.generator(z)).mean()
+    objective = reconstruction + m.critic(recon).mean() - f_fake
     mmd = mmd_imq(code, z)
     update(m.optimizers["generator"], objective + cfg.lambda_mmd * mmd)
     with torch.no_grad():
-        dual = m.critic(x).mean() - m.critic(fake).mean()
+        # f is not stepped here, so f(G(z)) is still the value above.
+        dual = m.critic(x).mean() - f_fake.detach()
     return {"objective_L": objective.detach(), "reconstruction": reconstruction.detach(),
             "mmd": mmd.detach(), "dual_gap": reconstruction.detach() - dual}
 
