@@ -55,6 +55,7 @@ def run_one(cfg, runs_root, progress=None) -> dict:
                    train_seconds=time.perf_counter() - start, eval_seconds=0.0, **metrics,
                    finished=now())
         run.write("metrics.json", {**row, "error": str(err)})
+        run.write("manifest.json", {**record, "finished": row["finished"]})
         return row
     eval_start = time.perf_counter()
     metrics, samples = evaluate(cfg, result.models)
@@ -77,6 +78,7 @@ def manifest_columns(record: dict) -> dict:
     return {"commit": record["commit"], "dirty": record["dirty"],
             "command": record["command"], "python": record["python"],
             "torch": record["packages"]["torch"], "numpy": record["packages"]["numpy"],
+            "scipy": record["packages"]["scipy"], "pot": record["packages"]["pot"],
             "platform": record["platform"], "device": record["device"],
             "threads": record["threads"],
             "deterministic": record["deterministic"]["use_deterministic_algorithms"],
