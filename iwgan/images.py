@@ -37,7 +37,13 @@ from iwgan.datasets import DATASETS, BatchSampler, ImageData, to_uint8
 from iwgan.losses import mmd_imq, reconstruction_error
 from iwgan.methods import METHOD_NAMES, Models, get_method, resolve_options
 from iwgan.networks import INPUT_SHAPES
-from iwgan.records import SCHEMA_VERSION, atomic_write_bytes, atomic_write_text, write_json
+from iwgan.records import (
+    atomic_write_bytes,
+    atomic_write_text,
+    read_results,
+    upsert_results,
+    write_json,
+)
 from iwgan.training import Diverged, configure_torch, derived_generator, derived_seed
 
 PRECISIONS = ("fp32", "bf16")
@@ -503,35 +509,14 @@ IMAGE_KEY_COLUMNS = ["run_id", "method", "dataset", "seed", "profile"]
 
 def read_image_results(path: Path, required=()) -> pd.DataFrame:
     """Read results/images.csv, refusing files of another schema or with missing columns."""
-    from iwgan.records import ResultsError
-
-    path = Path(path)
-    if not path.exists():
-        raise ResultsError(f"{path}: no results file; run an image experiment first "
-                           "(e.g. `nox -s replicate_digits`)")
-    df = pd.read_csv(path)
-    missing = [c for c in ["schema_version", *IMAGE_KEY_COLUMNS, *required]
-               if c not in df.columns]
-    if missing:
-        raise ResultsError(f"{path}: missing column(s) {missing}; the file is from an older "
-                           "or foreign schema, re-run the image experiment to regenerate it")
-    versions = set(df["schema_version"].unique())
-    if versions != {SCHEMA_VERSION}:
-        raise ResultsError(f"{path}: schema version(s) {sorted(versions)}, this suite reads "
-                           f"version {SCHEMA_VERSION}; re-run the image experiment")
-    return df
+    return read_results(path, required, keys=IMAGE_KEY_COLUMNS, run_first="run an image "
+                        "experiment first (e.g. `nox -s replicate_digits`)")
 
 
 def upsert_image_results(path: Path, rows: list[dict]) -> pd.DataFrame:
     """Add ``rows``, replacing earlier rows of the same run_id; atomic."""
-    path = Path(path)
-    new = pd.DataFrame([{"schema_version": SCHEMA_VERSION, **r} for r in rows])
-    if path.exists():
-        old = read_image_results(path)
-        new = pd.concat([old[~old["run_id"].isin(new["run_id"])], new], ignore_index=True)
-    new = new.sort_values(["dataset", "profile", "method", "seed"], kind="stable")
-    atomic_write_text(path, new.to_csv(index=False))
-    return new
+    return upsert_results(path, rows, keys=IMAGE_KEY_COLUMNS,
+                          order=("dataset", "profile", "method", "seed"))
 
 
 def finished_image_runs(path: Path) -> set[tuple[str, str]]:

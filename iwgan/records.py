@@ -140,14 +140,15 @@ class ResultsError(ValueError):
     pass
 
 
-def read_results(path: Path, required=()) -> pd.DataFrame:
+def read_results(path: Path, required=(), keys=KEY_COLUMNS,
+                 run_first="run the experiment first (e.g. `nox -s mode_coverage`)"
+                 ) -> pd.DataFrame:
     """Read a results table, refusing files of another schema or with missing columns."""
     path = Path(path)
     if not path.exists():
-        raise ResultsError(f"{path}: no results file; run the experiment first "
-                           "(e.g. `nox -s mode_coverage`)")
+        raise ResultsError(f"{path}: no results file; {run_first}")
     df = pd.read_csv(path)
-    missing = [c for c in ["schema_version", *KEY_COLUMNS, *required] if c not in df.columns]
+    missing = [c for c in ["schema_version", *keys, *required] if c not in df.columns]
     if missing:
         raise ResultsError(f"{path}: missing column(s) {missing}; the file is from an older "
                            "or foreign schema, re-run the experiment to regenerate it")
@@ -158,13 +159,14 @@ def read_results(path: Path, required=()) -> pd.DataFrame:
     return df
 
 
-def upsert_results(path: Path, rows: list[dict]) -> pd.DataFrame:
+def upsert_results(path: Path, rows: list[dict], keys=KEY_COLUMNS,
+                   order=("profile", "preset", "mixture", "method", "seed")) -> pd.DataFrame:
     """Add ``rows`` to the table, replacing earlier rows of the same run_id; atomic."""
     path = Path(path)
     new = pd.DataFrame([{"schema_version": SCHEMA_VERSION, **r} for r in rows])
     if path.exists():
-        old = read_results(path)
+        old = read_results(path, keys=keys)
         new = pd.concat([old[~old["run_id"].isin(new["run_id"])], new], ignore_index=True)
-    new = new.sort_values(["profile", "preset", "mixture", "method", "seed"], kind="stable")
+    new = new.sort_values(list(order), kind="stable")
     atomic_write_text(path, new.to_csv(index=False))
     return new
