@@ -50,15 +50,8 @@ class RunConfig:
         check_choice("mixture", self.mixture, MIXTURES)
         check_choice("preset", self.preset, PRESETS)
         check_choice("profile", self.profile, PROFILES)
-        for name in ("iterations", "batch_size", "n_critic", "log_every", "eval_samples",
-                     "z_dim", "stop_window"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be non-negative, got {self.seed}")
-        for name in ("lr", "width"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        check_ranges(self, ("iterations", "batch_size", "n_critic", "log_every",
+                            "eval_samples", "z_dim", "stop_window"))
         resolve_options(self.method, self.options)
         if self.stop_rule and not {"dual_gap", "objective_L"} <= set(get_method(self.method).LOGS):
             raise ValueError(f"method {self.method!r} has no option 'stop_rule': Algorithm 1's "
@@ -74,6 +67,19 @@ class RunConfig:
     def hash(self) -> str:
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def check_ranges(cfg, positive_ints) -> None:
+    """The checks every config shares: the named integers are positive, the seed is
+    non-negative, the learning rate and the width multiplier are positive."""
+    for name in positive_ints:
+        if getattr(cfg, name) <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {getattr(cfg, name)}")
+    if cfg.seed < 0:
+        raise ValueError(f"seed must be non-negative, got {cfg.seed}")
+    for name in ("lr", "width"):
+        if not getattr(cfg, name) > 0:
+            raise ValueError(f"{name} must be positive, got {getattr(cfg, name)}")
 
 
 def check_choice(kind: str, value, choices) -> None:

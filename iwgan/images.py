@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from iwgan.config import check_ranges
 from iwgan.datasets import DATASETS, BatchSampler, ImageData, to_uint8
 from iwgan.losses import mmd_imq, reconstruction_error
 from iwgan.methods import METHOD_NAMES, Models, get_method, resolve_options
@@ -94,18 +95,11 @@ class ImageConfig:
                                      ("precision", self.precision, PRECISIONS)):
             if value not in choices:
                 raise ValueError(f"unknown {name} {value!r}; valid choices: {', '.join(choices)}")
-        for name in ("iterations", "batch_size", "n_critic", "z_dim", "fid_samples",
-                     "validation_samples", "eval_batch", "classifier_steps", "log_every",
-                     "checkpoint_every", "sample_every", "image_size"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        check_ranges(self, ("iterations", "batch_size", "n_critic", "z_dim", "fid_samples",
+                            "validation_samples", "eval_batch", "classifier_steps",
+                            "log_every", "checkpoint_every", "sample_every", "image_size"))
         if self.max_train is not None and self.max_train <= 0:
             raise ValueError(f"max_train must be a positive integer, got {self.max_train}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be non-negative, got {self.seed}")
-        for name in ("lr", "width"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         resolve_options(self.method, self.options)
 
     @property
