@@ -8,6 +8,7 @@ import math
 import pandas as pd
 import pytest
 import torch
+from parity import assert_uses_shared_networks
 from torch import nn
 
 from iwgan.cli import main
@@ -58,15 +59,7 @@ def test_every_method_uses_the_shared_image_networks(arch, method):
     for width in (1.0, 0.125):
         dataset = "digits" if arch == "mnist" else "celeba"
         cfg = make_image_config(dataset, "smoke", method=method, width=width)
-        models = get_method(method).build(cfg)
-        shared = build_networks(arch, width, cfg.z_dim)
-        for name in ("encoder", "generator", "critic"):
-            ours = getattr(models, name)
-            if ours is None:
-                assert not get_method(method).HAS_ENCODER and name == "encoder"
-                continue
-            ref = getattr(shared, name)
-            assert [p.shape for p in ours.parameters()] == [p.shape for p in ref.parameters()]
+        assert_uses_shared_networks(method, cfg)
 
 
 @pytest.mark.parametrize("arch", IMAGE_ARCHS)

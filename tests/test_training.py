@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from parity import assert_uses_shared_networks
 
 from iwgan.config import make_config
 from iwgan.methods import METHOD_NAMES, get_method
@@ -37,15 +38,7 @@ def test_every_method_uses_the_shared_networks(method):
     """Parity: encoder, generator and critic have the shapes of the shared definition."""
     for width in (1.0, 0.25):
         cfg = make_config("quick", method=method, width=width)
-        models = get_method(method).build(cfg)
-        shared = build_networks(cfg.arch, width, cfg.z_dim)
-        for name in ("encoder", "generator", "critic"):
-            ours = getattr(models, name)
-            if ours is None:
-                assert not get_method(method).HAS_ENCODER and name == "encoder"
-                continue
-            ref = getattr(shared, name)
-            assert [p.shape for p in ours.parameters()] == [p.shape for p in ref.parameters()]
+        assert_uses_shared_networks(method, cfg)
 
 
 def test_paper_width_networks_have_the_appendix_d1_sizes():
