@@ -22,8 +22,16 @@ run (:func:`iwgan.training.train` with its seed), up to float rounding:
 Rounding: a batched matmul, a reduction over (K, B) and a batched ``cdist`` round in
 other places than their unbatched forms, so the trajectories drift apart in the last
 bits and GAN training amplifies that over iterations. ``tests/test_batched.py`` states the
-tolerance. The committed results and the regression references are sequential; batching
-is opt-in (``python -m iwgan mode-coverage --batch-seeds``, docs/throughput.md).
+tolerance.
+
+When it helps (:func:`batching_helps`, the sessions' default ``--batch-seeds auto``): a
+cell of K >= 2 seeds is batched on CUDA always (the MLPs are launch-bound there), and on
+CPU when a member's step is small enough to be bound by per-op overhead rather than
+arithmetic. Measured on the suite's 2-core CPU, one thread, K = 3 against 3 sequential
+runs: width 0.25 / batch 64 (the quick profile) 1.47-1.88x over the four methods;
+width 0.5 1.04-1.05x; width 0.75 0.95-1.04x; paper width (1.0, batch 256) 0.88-1.0x
+(results/throughput/cpu.json, docs/throughput.md). K = 1 batched is 0.90x, so a
+single seed always runs sequentially.
 
 A diverged member is recorded at the iteration its loss became non-finite, as
 ``train`` would raise there; its NaNs stay in its own slices (no operation mixes
@@ -300,17 +308,43 @@ BATCHED_METHODS = ("iwgan", "wgan_gp", "ali", "alpha_gan")
 # --- the loop ------------------------------------------------------------------------------
 
 
+# CPU: batch when a member's per-step matmul work (width^2 x batch size) is at most this
+# multiple of the quick profile's (0.25^2 x 64); measured speed-ups in the module docstring.
+CPU_WORK_LIMIT = 2.0
+QUICK_WORK = 0.25 ** 2 * 64
+BATCH_MODES = ("auto", "on", "off")
+
+
+def batchable(cfg) -> str | None:
+    """Why ``cfg`` cannot be batched, or None."""
+    try:
+        check_batchable(cfg)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def batching_helps(cfg, k: int) -> bool:
+    """Whether K seeds of ``cfg`` train faster as one batched model than one by one."""
+    if k < 2 or batchable(cfg) is not None:
+        return False
+    if cfg.device.startswith("cuda"):
+        return True
+    return cfg.width ** 2 * cfg.batch_size <= CPU_WORK_LIMIT * QUICK_WORK
+
+
 def check_batchable(cfg) -> None:
     """Refuse what a batched run cannot reproduce, with the reason."""
     if cfg.method not in BATCHED_METHODS:
-        raise ValueError(f"--batch-seeds supports {', '.join(BATCHED_METHODS)}, not "
-                         f"{cfg.method!r}; run it without --batch-seeds")
+        raise ValueError(f"batched seeds support {', '.join(BATCHED_METHODS)}, not "
+                         f"{cfg.method!r}; run it with --batch-seeds off")
     if cfg.arch != "mixture":
-        raise ValueError(f"--batch-seeds stacks the mixture MLPs only, not the {cfg.arch!r} "
+        raise ValueError(f"batched seeds stack the mixture MLPs only, not the {cfg.arch!r} "
                          "networks; run image experiments one seed at a time")
     if cfg.stop_rule:
-        raise ValueError("--batch-seeds cannot be combined with --stop-rule: members would "
-                         "stop at different iterations; run the stopping rule sequentially")
+        raise ValueError("batched seeds cannot be combined with --stop-rule: members would "
+                         "stop at different iterations; run the stopping rule with "
+                         "--batch-seeds off")
 
 
 @dataclass
@@ -319,7 +353,7 @@ class BatchedResult:
     members: list[Models]                   # each member as a sequential Models
     iterations: int                         # iterations the batch ran
     diverged_at: list[int | None]           # per member: iteration of its first NaN/inf
-    wall_time: float = 0.0                  # of the whole batch
+    wall_time: float = 0.0                  # each member's share: the batch's / K
     histories: list[list] = field(default_factory=list)
 
 
@@ -397,9 +431,15 @@ class BatchedRun:
                         state[key] = v.to(device)
 
 
-def train_batched(cfg, seeds, on_log=None, progress=None) -> BatchedResult:
+def train_batched(cfg, seeds, on_log=None, progress=None, on_eval=None,
+                  eval_every=0) -> BatchedResult:
     """train() for K seeds at once. ``on_log(k, record)`` gets member k's records (as
-    train's ``on_log``); ``progress(n)`` every finished iteration of the batch."""
+    train's ``on_log``); ``progress(n)`` every finished iteration of the batch;
+    ``on_eval(k, iteration, models)``, if given, member k's models (a sequential Models)
+    at iteration 0, every ``eval_every`` and at the last, as train's ``on_eval``.
+
+    Times are each member's share: the batch's training wall time (evaluation excluded,
+    as in train) divided by K, in the records' ``wall_time`` and in ``wall_time``."""
     configure_torch(cfg)
     run = BatchedRun(cfg, seeds)
     k_all = len(run.seeds)
@@ -407,11 +447,25 @@ def train_batched(cfg, seeds, on_log=None, progress=None) -> BatchedResult:
     histories: list[list] = [[] for _ in range(k_all)]
     result = BatchedResult(models=run.models, members=[], iterations=0, diverged_at=diverged,
                            histories=histories)
+    if on_eval is not None and eval_every <= 0:
+        raise ValueError(f"eval_every must be a positive integer, got {eval_every}")
+    eval_time = 0.0
+
+    def evaluate(it):
+        nonlocal eval_time
+        eval_start = time.perf_counter()
+        for k in range(k_all):
+            if diverged[k] is None:
+                on_eval(k, it, run.member(k))
+        eval_time += time.perf_counter() - eval_start
+
     start = time.perf_counter()
+    if on_eval is not None:
+        evaluate(0)
     for it in range(1, cfg.iterations + 1):
         logs = run.step()
         rows = torch.stack(list(logs.values())).tolist()  # (n_logs, K): one sync
-        wall = time.perf_counter() - start
+        share = (time.perf_counter() - start - eval_time) / k_all
         for k in range(k_all):
             if diverged[k] is not None:
                 continue
@@ -420,7 +474,7 @@ def train_batched(cfg, seeds, on_log=None, progress=None) -> BatchedResult:
                 diverged[k] = it
                 continue
             if it % cfg.log_every == 0 or it == cfg.iterations:
-                record = {"iteration": it, "wall_time": wall, **values}
+                record = {"iteration": it, "wall_time": share, **values}
                 histories[k].append(record)
                 if on_log:
                     on_log(k, record)
@@ -429,7 +483,9 @@ def train_batched(cfg, seeds, on_log=None, progress=None) -> BatchedResult:
             progress(1)
         if all(d is not None for d in diverged):
             break
-    result.wall_time = time.perf_counter() - start
+        if on_eval is not None and (it % eval_every == 0 or it == cfg.iterations):
+            evaluate(it)
+    result.wall_time = (time.perf_counter() - start - eval_time) / k_all
     result.members = [run.member(k) for k in range(k_all)]
     return result
 
@@ -439,13 +495,20 @@ def train_batched(cfg, seeds, on_log=None, progress=None) -> BatchedResult:
 
 @dataclass(frozen=True)
 class SeedGroup:
-    """The configs of one grid cell that differ only in seed: one batched run."""
+    """A unit of a grid: the configs of one cell that differ only in seed, trained as one
+    batched model, or a single config trained sequentially."""
 
     configs: tuple
 
     @property
+    def batched(self) -> bool:
+        return len(self.configs) > 1
+
+    @property
     def run_id(self) -> str:
         first = self.configs[0]
+        if not self.batched:
+            return first.run_id
         seeds = ",".join(str(c.seed) for c in self.configs)
         return f"{first.profile}-{first.preset}-{first.mixture}-{first.method}-seeds{seeds}"
 
@@ -454,22 +517,38 @@ class SeedGroup:
         return self.configs[0].iterations
 
 
-def group_by_seed(configs) -> list[SeedGroup]:
-    """Configs equal but for their seed, grouped in their first appearance's order."""
-    groups: dict = {}
+def plan_groups(configs, mode: str = "auto") -> list[SeedGroup]:
+    """The grid's units. ``off``: one sequential run per config; ``on``: every cell's
+    seeds batched (refusing what cannot be, with the reason); ``auto``: batched where
+    :func:`batching_helps`, sequential elsewhere. Cells keep their first appearance's
+    order; a cell run sequentially is split into its seeds, so jobs spread them."""
+    if mode not in BATCH_MODES:
+        raise ValueError(f"batch-seeds mode must be one of {', '.join(BATCH_MODES)}, "
+                         f"got {mode!r}")
+    cells: dict = {}
     for c in configs:
-        check_batchable(c)
-        groups.setdefault(dataclasses.replace(c, seed=0).hash(), []).append(c)
-    return [SeedGroup(tuple(g)) for g in groups.values()]
+        if mode == "on":
+            check_batchable(c)
+        cells.setdefault(dataclasses.replace(c, seed=0).hash(), []).append(c)
+    groups = []
+    for cell in cells.values():
+        if mode == "on" or (mode == "auto" and batching_helps(cell[0], len(cell))):
+            groups.append(SeedGroup(tuple(cell)))
+        else:
+            groups.extend(SeedGroup((c,)) for c in cell)
+    return groups
 
 
 def run_group(group: SeedGroup, runs_root, progress=None) -> list[dict]:
     """Train a seed group as one batched model, then evaluate and record every member as
     :func:`iwgan.runs.run_one` records a sequential run (same files, same row), with
-    ``batch_seeds`` = K and ``train_seconds`` = the batch's wall time / K."""
+    ``batch_seeds`` = K and ``train_seconds`` = the batch's wall time / K. A group of
+    one config is :func:`iwgan.runs.run_one`."""
     from iwgan.records import RunDir, manifest, now, save_npy, save_torch
-    from iwgan.runs import evaluate, manifest_columns
+    from iwgan.runs import evaluate, manifest_columns, run_one
 
+    if not group.batched:
+        return [run_one(group.configs[0], runs_root, progress=progress)]
     cfgs = list(group.configs)
     cfg = cfgs[0]
     configure_torch(cfg)
@@ -491,7 +570,7 @@ def run_group(group: SeedGroup, runs_root, progress=None) -> list[dict]:
             nan = float("nan")
             row.update(status="diverged", diverged_at=result.diverged_at[k],
                        iterations_run=result.diverged_at[k],
-                       train_seconds=result.wall_time / k_all, eval_seconds=0.0,
+                       train_seconds=result.wall_time, eval_seconds=0.0,
                        modes=nan, hq_pct=nan, kl=nan, w1=nan, recon_error=nan,
                        latent_mmd=nan, finished=now())
             run.write("metrics.json", {**row, "error": f"non-finite loss at iteration "
@@ -501,7 +580,7 @@ def run_group(group: SeedGroup, runs_root, progress=None) -> list[dict]:
         eval_start = time.perf_counter()
         metrics, samples = evaluate(c, result.members[k])
         row.update(status="finished", diverged_at=np.nan, iterations_run=result.iterations,
-                   train_seconds=result.wall_time / k_all,
+                   train_seconds=result.wall_time,
                    eval_seconds=time.perf_counter() - eval_start, **metrics)
         save_npy(run.path / "samples.npy", samples)
         save_torch(run.path / "checkpoint.pt", {"config": c.to_dict(),

@@ -51,6 +51,12 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true",
                    help="skip runs already finished with the same config in results/")
     p.add_argument("--no-report", action="store_true", help="do not rebuild the report")
+    p.add_argument("--batch-seeds", choices=("auto", "on", "off"), default="auto",
+                   help="train a cell's seeds as one batched model (iwgan.batched): auto "
+                   "where it is faster (CUDA; CPU at small widths such as quick), on "
+                   "(refuses what cannot be batched), off (one run per seed); batched "
+                   "members equal sequential runs within float rounding "
+                   "(docs/throughput.md) (default auto)")
 
 
 def grid_configs(args) -> list:
@@ -146,7 +152,8 @@ def cmd_convergence(args) -> int:
     results = args.out / "results"
     record_thresholds(results / "convergence_thresholds.json", configs, opts)
     start = time.perf_counter()
-    rows = run_convergence_grid(configs, opts, args.out, jobs=args.jobs, resume=args.resume)
+    rows = run_convergence_grid(configs, opts, args.out, jobs=args.jobs, resume=args.resume,
+                                batch_seeds=args.batch_seeds)
     wall = time.perf_counter() - start
     return finish_grid(args, "convergence", configs, rows, wall)
 
@@ -166,10 +173,6 @@ def main(argv=None) -> int:
                        description="Train every method x mixture x preset x seed and score "
                        "mode coverage under the 3-std protocol; then rebuild the report.")
     add_grid_arguments(p)
-    p.add_argument("--batch-seeds", action="store_true",
-                   help="train a cell's seeds as one batched model (iwgan.batched; faster, "
-                   "equal to sequential runs only within float tolerance; the committed "
-                   "results are sequential: docs/throughput.md)")
     p.set_defaults(func=cmd_mode_coverage)
     p = sub.add_parser("convergence", help="duality gap vs exact W1 over training, latent "
                        "space, quality score", description="Train every method x mixture x "

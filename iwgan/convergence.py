@@ -398,64 +398,112 @@ def final_analysis(models, cfg, opts) -> tuple[dict, dict]:
 # One run, and the grid
 # ---------------------------------------------------------------------------------------
 
+class ConvergenceRun:
+    """One run's record: its run directory, manifest, results row and evaluator; written
+    before training, finished with the trained models by :meth:`finish`."""
+
+    def __init__(self, cfg, opts: ConvergenceOptions, out: Path, batch_seeds: int = 1):
+        self.cfg, self.opts, self.out = cfg, opts, Path(out)
+        self.run = RunDir(self.out / "runs" / "convergence", cfg)
+        for old in self.run.path.glob("metric-*.jsonl"):
+            old.unlink()
+        configure_torch(cfg)  # before the manifest, so it records the run's thread count
+        self.record = manifest(cfg)
+        self.run.write("config.json", cfg.to_dict())
+        self.run.write("convergence_options.json", asdict(opts))
+        self.run.write("manifest.json", self.record)
+        self.row = {"run_id": cfg.run_id, "method": cfg.method, "mixture": cfg.mixture,
+                    "preset": cfg.preset, "seed": cfg.seed, "profile": cfg.profile,
+                    "iterations": cfg.iterations, "width": cfg.width,
+                    "batch_size": cfg.batch_size, "config_hash": cfg.hash(),
+                    **{f"opt_{k}": v for k, v in asdict(opts).items()},
+                    "gap_kind": "eq4" if get_method(cfg.method).HAS_ENCODER else "wgan",
+                    **manifest_columns(self.record), "batch_seeds": batch_seeds}
+        self.evaluator = Evaluator(cfg, opts, self.run)
+        # Before the clock starts: the floor is cached per process and importing POT (~3 s)
+        # would otherwise be charged to the first evaluation.
+        w1_floor(cfg.mixture, cfg.preset, opts.w1_samples)
+
+    def diverged(self, iteration: int, train_seconds: float, error: str):
+        row, ev = self.row, self.evaluator
+        row.update(status="diverged", diverged_at=iteration, iterations_run=iteration,
+                   train_seconds=train_seconds, eval_seconds=ev.seconds, finished=now())
+        self.run.write("metrics.json", {**row, "error": error})
+        return row, curve_frame(ev.records, row)
+
+    def finish(self, models, iterations: int, wall_time: float, history: list,
+               stopped_early: bool = False):
+        cfg, opts, row, ev = self.cfg, self.opts, self.row, self.evaluator
+        curve = pd.DataFrame(ev.records)
+        n_modes = get_mixture(cfg.mixture, cfg.preset).n_modes
+        row.update(status="stopped_early" if stopped_early else "finished",
+                   diverged_at=np.nan, iterations_run=iterations,
+                   train_seconds=wall_time, eval_seconds=ev.seconds,
+                   evaluations=len(curve),
+                   eval_overhead_pct=100 * ev.seconds / max(wall_time, 1e-9))
+        row.update(summarise(curve, history, cfg, opts, n_modes))
+        final_start = time.perf_counter()
+        metrics, _ = evaluate(cfg, models)
+        row.update({f"final_{k}": v for k, v in metrics.items()})
+        row["final_eval_seconds"] = time.perf_counter() - final_start
+        analysis_start = time.perf_counter()
+        scalars, arrays = final_analysis(models, cfg, opts)
+        row.update(scalars)
+        row["analysis_seconds"] = time.perf_counter() - analysis_start
+        save_artifacts(self.out / "results" / "convergence_artifacts" / f"{cfg.run_id}.npz",
+                       iterations=curve.iteration.to_numpy(),
+                       snapshots=np.stack(ev.snapshots), **arrays)
+        save_torch(self.run.path / "checkpoint.pt", {"config": cfg.to_dict(),
+                                                     **models.state_dict()})
+        row["finished"] = now()
+        self.run.write("metrics.json", row)
+        self.run.write("manifest.json", {**self.record, "finished": row["finished"]})
+        return row, curve_frame(ev.records, row)
+
+
 def run_convergence(cfg, opts: ConvergenceOptions, out: Path, progress=None):
     """Train ``cfg`` with evaluation every ``opts.eval_every`` iterations; writes the run
     directory under ``out/runs/convergence`` and the arrays under
     ``out/results/convergence_artifacts``; returns (summary row, curve DataFrame)."""
-    out = Path(out)
-    run = RunDir(out / "runs" / "convergence", cfg)
-    for old in run.path.glob("metric-*.jsonl"):
-        old.unlink()
-    configure_torch(cfg)  # before the manifest, so it records the run's thread count
-    record = manifest(cfg)
-    run.write("config.json", cfg.to_dict())
-    run.write("convergence_options.json", asdict(opts))
-    run.write("manifest.json", record)
-    row = {"run_id": cfg.run_id, "method": cfg.method, "mixture": cfg.mixture,
-           "preset": cfg.preset, "seed": cfg.seed, "profile": cfg.profile,
-           "iterations": cfg.iterations, "width": cfg.width, "batch_size": cfg.batch_size,
-           "config_hash": cfg.hash(), **{f"opt_{k}": v for k, v in asdict(opts).items()},
-           "gap_kind": "eq4" if get_method(cfg.method).HAS_ENCODER else "wgan",
-           **manifest_columns(record)}
-    evaluator = Evaluator(cfg, opts, run)
-    # Before the clock starts: the floor is cached per process and importing POT (~3 s)
-    # would otherwise be charged to the first evaluation.
-    w1_floor(cfg.mixture, cfg.preset, opts.w1_samples)
+    rec = ConvergenceRun(cfg, opts, out)
+    ev = rec.evaluator
     start = time.perf_counter()
     try:
-        result = train(cfg, on_log=evaluator.on_log, progress=progress, on_eval=evaluator,
+        result = train(cfg, on_log=ev.on_log, progress=progress, on_eval=ev,
                        eval_every=opts.eval_every)
     except Diverged as err:
-        row.update(status="diverged", diverged_at=err.iteration, iterations_run=err.iteration,
-                   train_seconds=time.perf_counter() - start - evaluator.seconds,
-                   eval_seconds=evaluator.seconds, finished=now())
-        run.write("metrics.json", {**row, "error": str(err)})
-        return row, curve_frame(evaluator.records, row)
-    curve = pd.DataFrame(evaluator.records)
-    n_modes = get_mixture(cfg.mixture, cfg.preset).n_modes
-    row.update(status="stopped_early" if result.stopped_early else "finished",
-               diverged_at=np.nan, iterations_run=result.iterations,
-               train_seconds=result.wall_time, eval_seconds=evaluator.seconds,
-               evaluations=len(curve),
-               eval_overhead_pct=100 * evaluator.seconds / max(result.wall_time, 1e-9))
-    row.update(summarise(curve, result.history, cfg, opts, n_modes))
-    final_start = time.perf_counter()
-    metrics, _ = evaluate(cfg, result.models)
-    row.update({f"final_{k}": v for k, v in metrics.items()})
-    row["final_eval_seconds"] = time.perf_counter() - final_start
-    analysis_start = time.perf_counter()
-    scalars, arrays = final_analysis(result.models, cfg, opts)
-    row.update(scalars)
-    row["analysis_seconds"] = time.perf_counter() - analysis_start
-    save_artifacts(out / "results" / "convergence_artifacts" / f"{cfg.run_id}.npz",
-                   iterations=curve.iteration.to_numpy(),
-                   snapshots=np.stack(evaluator.snapshots), **arrays)
-    save_torch(run.path / "checkpoint.pt", {"config": cfg.to_dict(),
-                                            **result.models.state_dict()})
-    row["finished"] = now()
-    run.write("metrics.json", row)
-    run.write("manifest.json", {**record, "finished": row["finished"]})
-    return row, curve_frame(evaluator.records, row)
+        return rec.diverged(err.iteration, time.perf_counter() - start - ev.seconds,
+                            str(err))
+    return rec.finish(result.models, result.iterations, result.wall_time, result.history,
+                      result.stopped_early)
+
+
+def run_convergence_group(group, opts: ConvergenceOptions, out: Path, progress=None):
+    """A seed group (iwgan.batched.plan_groups): its seeds trained as one batched model,
+    each member evaluated every M iterations and recorded exactly as
+    :func:`run_convergence` records a sequential run, times being its share (/ K);
+    a group of one config is :func:`run_convergence`. Returns [(row, curve), ...]."""
+    from iwgan.batched import train_batched
+
+    if not group.batched:
+        return [run_convergence(group.configs[0], opts, out, progress=progress)]
+    cfgs = list(group.configs)
+    recs = [ConvergenceRun(c, opts, out, batch_seeds=len(cfgs)) for c in cfgs]
+    result = train_batched(cfgs[0], [c.seed for c in cfgs],
+                           on_log=lambda k, r: recs[k].evaluator.on_log(r),
+                           progress=progress,
+                           on_eval=lambda k, it, models: recs[k].evaluator(it, models),
+                           eval_every=opts.eval_every)
+    out_rows = []
+    for k, rec in enumerate(recs):
+        at = result.diverged_at[k]
+        if at is not None:
+            share = rec.evaluator.train_seconds
+            out_rows.append(rec.diverged(at, share, f"non-finite loss at iteration {at}"))
+        else:
+            out_rows.append(rec.finish(result.members[k], result.iterations,
+                                       result.wall_time, result.histories[k]))
+    return out_rows
 
 
 def save_artifacts(path: Path, **arrays) -> None:
@@ -495,13 +543,15 @@ def upsert_curves(path: Path, curves: list[pd.DataFrame]) -> None:
 
 
 def run_convergence_grid(configs, opts: ConvergenceOptions, out: Path, jobs: int = 1,
-                         resume: bool = False) -> list[dict]:
-    """Every config, in ``jobs`` processes; each finished run is written to
-    ``results/convergence.csv`` and ``results/convergence_curves.csv`` at once."""
+                         resume: bool = False, batch_seeds: str = "auto") -> list[dict]:
+    """Every config, in ``jobs`` processes, a cell's seeds batched as ``batch_seeds``
+    (auto | on | off: iwgan.batched.plan_groups) says; each finished run (or batch) is
+    written to ``results/convergence.csv`` and ``results/convergence_curves.csv`` at once."""
     import functools
 
     from tqdm import tqdm
 
+    from iwgan.batched import plan_groups
     from iwgan.grid import run_grid, unfinished
 
     results = Path(out) / "results"
@@ -510,16 +560,17 @@ def run_convergence_grid(configs, opts: ConvergenceOptions, out: Path, jobs: int
         read_results(csv)  # refuse to append to a file of another schema
     if resume:
         configs = unfinished(configs, csv)
+    groups = plan_groups(configs, batch_seeds)
 
-    def record(result):
-        row, curve = result
-        upsert_results(csv, [row])
-        upsert_curves(curves_csv, [curve])
-        if row["status"] == "diverged":
-            tqdm.write(f"{row['run_id']}: diverged at iteration {row['diverged_at']}")
+    def record(results):
+        upsert_results(csv, [row for row, _ in results])
+        upsert_curves(curves_csv, [curve for _, curve in results])
+        for row, _ in results:
+            if row["status"] == "diverged":
+                tqdm.write(f"{row['run_id']}: diverged at iteration {row['diverged_at']}")
 
-    runner = functools.partial(run_convergence, opts=opts, out=out)
-    return [row for row, _ in run_grid(configs, runner, record, jobs)]
+    runner = functools.partial(run_convergence_group, opts=opts, out=out)
+    return [row for results in run_grid(groups, runner, record, jobs) for row, _ in results]
 
 
 def record_thresholds(path: Path, configs, opts) -> None:

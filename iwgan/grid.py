@@ -12,7 +12,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from iwgan.records import read_results, upsert_results
-from iwgan.runs import run_one
 
 TICK = 20  # iterations between progress messages from a worker
 
@@ -102,24 +101,21 @@ def _drain(messages, advance) -> None:
 
 
 def run_mode_coverage(configs, results_csv: Path, runs_root: Path, jobs: int = 1,
-                      resume: bool = False, batch_seeds: bool = False) -> list[dict]:
-    """The mode-coverage grid: one results row per run, written as each run finishes.
-    ``batch_seeds``: the seeds of a cell train as one batched model (iwgan.batched), and
-    its rows are written when the batch finishes."""
+                      resume: bool = False, batch_seeds: str = "auto") -> list[dict]:
+    """The mode-coverage grid: one results row per run, written as each run (or batch of
+    a cell's seeds, ``batch_seeds``: auto | on | off, iwgan.batched.plan_groups)
+    finishes."""
+    from iwgan.batched import plan_groups, run_group
+
     if resume:
         configs = unfinished(configs, results_csv)
+    groups = plan_groups(configs, batch_seeds)
 
-    def record(row):
-        upsert_results(results_csv, [row])
-        if row["status"] == "diverged":
-            tqdm.write(f"{row['run_id']}: diverged at iteration {row['diverged_at']}")
+    def record(rows):
+        upsert_results(results_csv, rows)
+        for row in rows:
+            if row["status"] == "diverged":
+                tqdm.write(f"{row['run_id']}: diverged at iteration {row['diverged_at']}")
 
-    if not batch_seeds:
-        return run_grid(configs, functools.partial(run_one, runs_root=runs_root), record,
-                        jobs)
-    from iwgan.batched import group_by_seed, run_group
-
-    groups = group_by_seed(configs)
-    done = run_grid(groups, functools.partial(run_group, runs_root=runs_root),
-                    lambda rows: [record(r) for r in rows], jobs)
+    done = run_grid(groups, functools.partial(run_group, runs_root=runs_root), record, jobs)
     return [row for rows in done for row in rows]

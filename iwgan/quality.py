@@ -129,8 +129,8 @@ def outlier_auroc(models, method: str, mixture, generator: torch.Generator,
     lo, hi = bounding_box(mixture.centres, mixture.std)
     inliers = mixture.sample(n, generator=generator)
     u = torch.rand(n, 2, generator=generator)
-    outliers = torch.as_tensor(lo, dtype=torch.float32) + u * torch.as_tensor(hi - lo,
-                                                                          dtype=torch.float32)
+    dtype = torch.get_default_dtype()   # float32 unless a test asks for float64
+    outliers = torch.as_tensor(lo, dtype=dtype) + u * torch.as_tensor(hi - lo, dtype=dtype)
     return {"auroc": auroc(quality_score(models, method, inliers),
                            quality_score(models, method, outliers))}
 
@@ -142,7 +142,8 @@ def quality_map(models, method: str, centres: np.ndarray, std: float, resolution
     xs = np.linspace(lo[0], hi[0], resolution)
     ys = np.linspace(lo[1], hi[1], resolution)
     xx, yy = np.meshgrid(xs, ys)
-    pts = torch.as_tensor(np.stack([xx.ravel(), yy.ravel()], axis=1), dtype=torch.float32)
+    pts = torch.as_tensor(np.stack([xx.ravel(), yy.ravel()], axis=1),
+                          dtype=torch.get_default_dtype())
     return xs, ys, quality_score(models, method, pts).reshape(resolution, resolution)
 
 

@@ -44,7 +44,7 @@ def run_one(cfg, runs_root, progress=None) -> dict:
     row = {"run_id": cfg.run_id, "method": cfg.method, "mixture": cfg.mixture,
            "preset": cfg.preset, "seed": cfg.seed, "profile": cfg.profile,
            "iterations": cfg.iterations, "width": cfg.width, "batch_size": cfg.batch_size,
-           "config_hash": cfg.hash(), **manifest_columns(record)}
+           "config_hash": cfg.hash(), **manifest_columns(record), "batch_seeds": 1}
     start = time.perf_counter()
     try:
         result = train(cfg, on_log=run.log, progress=progress)

@@ -200,6 +200,7 @@ def test_another_build_is_held_to_the_band_not_to_the_exact_tolerance(references
 @pytest.mark.slow
 def test_the_command_line_checks_and_updates(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(regression.SUBSETS, "mode_coverage", tiny_subset)
+    monkeypatch.setitem(regression.SUBSETS, "mode_coverage_batched", tiny_batched_subset)
     args = ["regression", "--out", str(tmp_path), "--jobs", "1"]
     assert main(args) == 2
     assert "reference.csv: no references" in capsys.readouterr().err
@@ -213,6 +214,29 @@ def test_the_command_line_checks_and_updates(tmp_path, monkeypatch, capsys):
     assert main(args) == 1
     with pytest.raises(SystemExit):
         main([*args, "--jobs", "0"])
+
+
+def tiny_batched_subset():
+    return regression.batched_subset("tiny", methods=("iwgan",))
+
+
+@pytest.mark.slow
+def test_the_batched_seeds_path_has_its_own_check_which_catches_a_bug_there(tmp_path,
+                                                                          monkeypatch):
+    import json
+
+    from iwgan import batched
+
+    subsets = [tiny_batched_subset()]
+    assert run_regression(tmp_path, update=True, subsets=subsets) == 0
+    for cfg in subsets[0].configs:
+        run = tmp_path / RUNS / "mode_coverage_batched" / cfg.run_id
+        assert json.loads((run / "manifest.json").read_text())["batch_seeds"] == [0, 1]
+    assert run_regression(tmp_path, subsets=subsets) == 0
+    mmd = batched.mmd_imq
+    monkeypatch.setattr(batched, "mmd_imq", lambda x, y: 0.0 * mmd(x, y))
+    assert run_regression(tmp_path, subsets=subsets) == 1
+    assert {"w1", "latent_mmd"} <= drifted(tmp_path)
 
 
 @pytest.mark.slow

@@ -63,3 +63,19 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 def rel(path: Path, start: Path) -> str:
     return Path(path).resolve().relative_to(Path(start).resolve()).as_posix()
+
+
+def batching_note(df: pd.DataFrame) -> list[str]:
+    """How the runs were trained: one by one, or K seeds of a cell as one batched model
+    (iwgan.batched; the ``batch_seeds`` column, absent or 1 for a sequential run)."""
+    k = (df["batch_seeds"] if "batch_seeds" in df else pd.Series(1, index=df.index))
+    k = k.fillna(1).astype(int)
+    parts = [f"{int((k == 1).sum())} runs trained one seed at a time"] if (k == 1).any() else []
+    parts += [f"{int((k == kk).sum())} runs as members of batches of K = {kk} seeds"
+              for kk in sorted(set(k[k > 1]))]
+    text = "- Training: " + "; ".join(parts) + "."
+    if (k > 1).any():
+        text += (" A batched member is its sequential run up to float rounding "
+                 "(`iwgan.batched`, equal to 1e-9 in float64 in `tests/test_batched.py`); "
+                 "its seconds are its share of the batch's (/ K).")
+    return [text]

@@ -19,6 +19,7 @@ from iwgan.metrics import N_STD
 from iwgan.mixtures import MIXTURES, get_mixture
 from iwgan.records import read_results
 from iwgan.reporting.common import (
+    batching_note,
     fmt_mean_se,
     markdown_table,
     mean_se,
@@ -487,7 +488,7 @@ def provenance(df) -> list[str]:
     for (command, commit, dirty), g in df.groupby(["command", "commit", "dirty"], sort=True):
         flag = " (uncommitted changes)" if str(dirty) == "True" else ""
         out.append(f"- `{command}` at commit `{str(commit)[:10]}`{flag}: {len(g)} runs")
-    return out + [""]
+    return out + batching_note(df) + [""]
 
 
 # ---------------------------------------------------------------------------------------

@@ -15,7 +15,14 @@ from iwgan.methods import METHOD_NAMES
 from iwgan.metrics import N_STD
 from iwgan.mixtures import MIXTURES
 from iwgan.records import read_results
-from iwgan.reporting.common import fmt_mean_se, markdown_table, rel, save_figure, write_report
+from iwgan.reporting.common import (
+    batching_note,
+    fmt_mean_se,
+    markdown_table,
+    rel,
+    save_figure,
+    write_report,
+)
 
 METRIC_COLUMNS = ["modes", "hq_pct", "kl", "w1", "recon_error", "latent_mmd"]
 PROFILE_ORDER = ["paper", "quick", "long", "tiny"]
@@ -184,4 +191,4 @@ def commands_section(df) -> list[str]:
         runs = ", ".join(sorted(set(g.profile)))
         flag = " (uncommitted changes)" if str(dirty) == "True" else ""
         out.append(f"- `{command}` at commit `{str(commit)[:10]}`{flag}: {len(g)} runs ({runs})")
-    return out + [""]
+    return out + batching_note(df) + [""]
