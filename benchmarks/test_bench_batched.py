@@ -2,7 +2,8 @@
 iteration: the speed-up is K x (sequential seconds per iteration) / (batched seconds per
 iteration of all K), measured in interleaved pairs so that load hits both alike.
 Targets: K = 4 at the quick width on CPU >= 1.5x; K = 16 at the paper width on a GPU
->= 0.8 K."""
+>= 0.8 K. On CPU the paper width is measured too (K = 2, 4), the case where the sessions
+do not batch."""
 
 from __future__ import annotations
 
@@ -16,18 +17,26 @@ from iwgan.batched import BatchedRun
 from iwgan.config import make_config
 from iwgan.throughput import MixtureStepper, sync
 
-# device kind -> (profile, K values, iterations per timed call, pairs)
-SETTINGS = {"cpu": ("quick", (1, 2, 4, 8), 20, 7), "cuda": ("paper", (1, 4, 16), 20, 5)}
+# device kind -> profile -> (K values, iterations per timed call, pairs). On CPU the
+# paper width too: there batching does not pay (iwgan.batched.batching_helps), and this
+# is the measurement that says so.
+SETTINGS = {"cpu": {"quick": ((1, 2, 4, 8), 20, 7), "paper": ((2, 4), 3, 3)},
+            "cuda": {"paper": ((1, 4, 16), 20, 5)}}
 METHODS = ("iwgan", "wgan_gp")
+PROFILES = ("quick", "paper")
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("k", sorted({k for s in SETTINGS.values() for k in s[1]}))
-def test_batched_seeds(benchmark, method, k, device):
+@pytest.mark.parametrize("k", sorted({k for s in SETTINGS.values() for p in s.values()
+                                      for k in p[0]}))
+@pytest.mark.parametrize("profile", PROFILES)
+def test_batched_seeds(benchmark, profile, method, k, device):
     kind = "cuda" if device.startswith("cuda") else "cpu"
-    profile, ks, n, pairs = SETTINGS[kind]
+    if profile not in SETTINGS[kind]:
+        pytest.skip(f"the {profile} profile is not measured on {kind}")
+    ks, n, pairs = SETTINGS[kind][profile]
     if k not in ks:
-        pytest.skip(f"K = {k} is not measured on {kind} (K in {ks})")
+        pytest.skip(f"K = {k} is not measured on {kind} at the {profile} profile (K in {ks})")
     cfg = make_config(profile, method=method, threads=1, device=device)
     torch.set_num_threads(1)
     batched = BatchedRun(cfg, list(range(k)), device=device)

@@ -48,7 +48,8 @@ def run_grid(configs, runner, record, jobs: int = 1) -> list:
     """``runner(cfg, progress=...)`` for every config, in ``jobs`` spawned processes (the
     runner must be picklable: a module-level function or a partial of one); ``record``
     receives each result in this process as soon as its run finishes."""
-    total = tqdm(total=sum(c.iterations for c in configs), desc=f"grid ({len(configs)} runs)",
+    runs = sum(len(getattr(c, "configs", (c,))) for c in configs)  # a seed group is K runs
+    total = tqdm(total=sum(c.iterations for c in configs), desc=f"grid ({runs} runs)",
                  unit="it", position=0, dynamic_ncols=True, mininterval=1.0)
     bars: dict[str, tqdm] = {}
     by_id = {c.run_id: c for c in configs}

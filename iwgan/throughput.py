@@ -339,6 +339,18 @@ def run_benchmarks(device: str, fast_path, select: str | None) -> tuple[int, lis
     return rc, records
 
 
+def merge_subset(old: dict, new: list[dict]) -> list[dict]:
+    """A ``-k`` subset replaces its own benchmarks and keeps every other one of the
+    earlier file, each marked with the run that measured it (``earlier_run``)."""
+    measured = {r["name"] for r in new}
+    m = old["manifest"]
+    earlier = {"commit": m["commit"], "dirty": m["dirty"], "started": m["started"],
+               "command": m["command"]}
+    kept = [{"earlier_run": earlier, **r} for r in old["benchmarks"]
+            if r["name"] not in measured]
+    return sorted(kept + new, key=lambda r: r["name"])
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     p.add_argument("--fast-path", nargs="*", default=["bf16", "channels_last", "compile",
@@ -379,6 +391,8 @@ def command(args) -> int:
     slug = "cpu" if device == "cpu" else "cuda-" + "".join(
         c if c.isalnum() else "-" for c in torch.cuda.get_device_name().lower()).strip("-")
     path = args.out / RESULTS / f"{slug}.json"
+    if args.select and path.exists():
+        records = merge_subset(json.loads(path.read_text()), records)
     write_json(path, {"schema_version": 1, "device_kind": "cuda" if device != "cpu" else "cpu",
                       "manifest": record, "benchmarks": records})
     print(f"results: {path} ({len(records)} benchmarks, "
