@@ -25,12 +25,13 @@ bits and GAN training amplifies that over iterations. ``tests/test_batched.py`` 
 tolerance.
 
 When it helps (:func:`batching_helps`, the sessions' default ``--batch-seeds auto``): a
-cell of K >= 2 seeds is batched on CUDA always (the MLPs are launch-bound there), and on
-CPU when a member's step is small enough to be bound by per-op overhead rather than
-arithmetic. Measured on the suite's 2-core CPU, one thread, K = 3 against 3 sequential
-runs: width 0.25 / batch 64 (the quick profile) 1.47-1.88x over the four methods;
-width 0.5 1.04-1.05x; width 0.75 0.95-1.04x; paper width (1.0, batch 256) 0.88-1.0x
-(results/throughput/cpu.json, docs/throughput.md). K = 1 batched is 0.90x, so a
+cell of K >= 2 seeds is batched on CUDA always (expected: the MLPs are launch-bound
+there; not yet measured, docs/throughput.md), and on CPU when a member's step is small
+enough to be bound by per-op overhead rather than arithmetic. Measured on the suite's
+2-core CPU, one thread, K = 3 against 3 sequential runs: width 0.25 / batch 64 (the
+quick profile) 1.47-1.88x over the four methods; width 0.5 1.04-1.05x; width 0.75
+0.95-1.04x; paper width (1.0, batch 256) 0.88-1.0x (results/throughput/cpu.json,
+docs/throughput.md). K = 1 batched is 0.90-0.96x, so a
 single seed always runs sequentially.
 
 A diverged member is recorded at the iteration its loss became non-finite, as
