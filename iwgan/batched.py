@@ -56,7 +56,7 @@ from iwgan import iwgan
 from iwgan.losses import IMQ_SCALES
 from iwgan.methods import Models, get_method, resolve_options, update
 from iwgan.mixtures import get_mixture
-from iwgan.training import configure_torch
+from iwgan.training import TrainingClock, configure_torch
 
 # --- stacked networks -------------------------------------------------------------------
 
@@ -448,25 +448,21 @@ def train_batched(cfg, seeds, on_log=None, progress=None, on_eval=None,
     histories: list[list] = [[] for _ in range(k_all)]
     result = BatchedResult(models=run.models, members=[], iterations=0, diverged_at=diverged,
                            histories=histories)
-    if on_eval is not None and eval_every <= 0:
-        raise ValueError(f"eval_every must be a positive integer, got {eval_every}")
-    eval_time = 0.0
+    clock = TrainingClock(on_eval, eval_every)
 
     def evaluate(it):
-        nonlocal eval_time
-        eval_start = time.perf_counter()
-        for k in range(k_all):
-            if diverged[k] is None:
-                on_eval(k, it, run.member(k))
-        eval_time += time.perf_counter() - eval_start
+        with clock.evaluation():
+            for k in range(k_all):
+                if diverged[k] is None:
+                    on_eval(k, it, run.member(k))
 
-    start = time.perf_counter()
+    clock.start()
     if on_eval is not None:
         evaluate(0)
     for it in range(1, cfg.iterations + 1):
         logs = run.step()
         rows = torch.stack(list(logs.values())).tolist()  # (n_logs, K): one sync
-        share = (time.perf_counter() - start - eval_time) / k_all
+        share = clock.training_seconds() / k_all
         for k in range(k_all):
             if diverged[k] is not None:
                 continue
@@ -486,7 +482,7 @@ def train_batched(cfg, seeds, on_log=None, progress=None, on_eval=None,
             break
         if on_eval is not None and (it % eval_every == 0 or it == cfg.iterations):
             evaluate(it)
-    result.wall_time = (time.perf_counter() - start - eval_time) / k_all
+    result.wall_time = clock.training_seconds() / k_all
     result.members = [run.member(k) for k in range(k_all)]
     return result
 

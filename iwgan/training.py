@@ -12,6 +12,7 @@ import hashlib
 import math
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -56,6 +57,31 @@ def configure_torch(cfg) -> None:
     torch.backends.cudnn.benchmark = not cfg.deterministic
 
 
+class TrainingClock:
+    """Training time: wall time since ``start()`` minus the time spent in ``evaluation``
+    blocks (the ``on_eval`` hooks), so that curves are against training time."""
+
+    def __init__(self, on_eval=None, eval_every: int = 0):
+        if on_eval is not None and eval_every <= 0:
+            raise ValueError(f"eval_every must be a positive integer, got {eval_every}")
+        self.eval_seconds = 0.0
+        self.begin = time.perf_counter()
+
+    def start(self) -> None:
+        self.begin = time.perf_counter()
+
+    @contextmanager
+    def evaluation(self):
+        eval_start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.eval_seconds += time.perf_counter() - eval_start
+
+    def training_seconds(self) -> float:
+        return time.perf_counter() - self.begin - self.eval_seconds
+
+
 def train(cfg, on_log=None, progress=None, on_eval=None, eval_every=0) -> TrainResult:
     """Train ``cfg.method`` on ``cfg.mixture``; raises :class:`Diverged` on a NaN/inf loss.
 
@@ -74,17 +100,13 @@ def train(cfg, on_log=None, progress=None, on_eval=None, eval_every=0) -> TrainR
     steps = method.phases(cfg)
     window = {k: deque(maxlen=cfg.stop_window) for k in ("dual_gap", "objective_L")}
     result = TrainResult(models=models, iterations=0)
-    if on_eval is not None and eval_every <= 0:
-        raise ValueError(f"eval_every must be a positive integer, got {eval_every}")
-    eval_time = 0.0
+    clock = TrainingClock(on_eval, eval_every)
 
     def evaluate(it):
-        nonlocal eval_time
-        eval_start = time.perf_counter()
-        on_eval(it, models)
-        eval_time += time.perf_counter() - eval_start
+        with clock.evaluation():
+            on_eval(it, models)
 
-    start = time.perf_counter()
+    clock.start()
     if on_eval is not None:
         evaluate(0)
     for it in range(1, cfg.iterations + 1):
@@ -106,7 +128,7 @@ def train(cfg, on_log=None, progress=None, on_eval=None, eval_every=0) -> TrainR
             result.stopped_early = stop_rule_met(window, cfg)
         if it % cfg.log_every == 0 or it == cfg.iterations or result.stopped_early:
             record = {"iteration": it,
-                      "wall_time": time.perf_counter() - start - eval_time, **values}
+                      "wall_time": clock.training_seconds(), **values}
             result.history.append(record)
             if on_log:
                 on_log(record)
@@ -115,7 +137,7 @@ def train(cfg, on_log=None, progress=None, on_eval=None, eval_every=0) -> TrainR
             evaluate(it)
         if result.stopped_early:
             break
-    result.wall_time = time.perf_counter() - start - eval_time
+    result.wall_time = clock.training_seconds()
     return result
 
 
