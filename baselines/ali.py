@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from iwgan.methods import Models, adam, resolve_options, update
+from iwgan.methods import Models, adam, encode, generate, resolve_options, update  # noqa: F401
 from iwgan.networks import build_networks, mlp
 
 HAS_ENCODER = True
@@ -93,12 +93,3 @@ def generator_step(m: Models, x, z, cfg) -> dict:
     update(m.optimizers["generator"], loss)
     return {"generator_loss": loss.detach()}
 
-
-@torch.no_grad()
-def generate(m: Models, z):
-    return m.generator(z)
-
-
-@torch.no_grad()
-def encode(m: Models, x):
-    return m.encoder(x)

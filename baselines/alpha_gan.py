@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from iwgan.methods import Models, adam, resolve_options, update
+from iwgan.methods import Models, adam, encode, generate, resolve_options, update  # noqa: F401
 from iwgan.networks import CRITIC_HIDDEN, build_networks, mlp, scaled
 
 HAS_ENCODER = True
@@ -89,12 +89,3 @@ def generator_step(m: Models, x, z, cfg) -> dict:
             "generator_loss": (rec_term + g_adv).detach(),
             "encoder_loss": (rec_term + q_adv).detach()}
 
-
-@torch.no_grad()
-def generate(m: Models, z):
-    return m.generator(z)
-
-
-@torch.no_grad()
-def encode(m: Models, x):
-    return m.encoder(x)

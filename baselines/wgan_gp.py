@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from iwgan.losses import gradient_penalty
-from iwgan.methods import Models, adam, update
+from iwgan.methods import Models, adam, generate, update  # noqa: F401
 from iwgan.networks import build_networks
 
 HAS_ENCODER = False
@@ -50,11 +50,6 @@ def generator_step(m: Models, x, z, cfg) -> dict:
     loss = -m.critic(m.generator(z)).mean()
     update(m.optimizers["generator"], loss)
     return {"generator_loss": loss.detach()}
-
-
-@torch.no_grad()
-def generate(m: Models, z):
-    return m.generator(z)
 
 
 def encode(m: Models, x):

@@ -300,19 +300,25 @@ def save_png(path: Path, grid: np.ndarray) -> None:
 
 
 @torch.no_grad()
-def generate_images(cfg, models: Models, z: torch.Tensor, plan: dict) -> torch.Tensor:
-    """G(z) in eval mode (batch norm on its running statistics), float32 on CPU."""
-    method = get_method(cfg.method)
+def in_eval_batches(cfg, models: Models, inputs: torch.Tensor, fn, plan: dict) -> torch.Tensor:
+    """``fn(models, batch)`` over ``inputs`` in ``cfg.eval_batch`` chunks on the run's
+    device, the networks in eval mode (batch norm on its running statistics); float32 on
+    CPU."""
     set_mode(models, False)
     try:
         out = []
-        for i in range(0, z.shape[0], cfg.eval_batch):
+        for i in range(0, inputs.shape[0], cfg.eval_batch):
+            batch = inputs[i:i + cfg.eval_batch].to(cfg.device)
             with autocast(plan, cfg.device):
-                out.append(method.generate(models, z[i:i + cfg.eval_batch].to(cfg.device))
-                           .float().cpu())
+                out.append(fn(models, batch).float().cpu())
         return torch.cat(out)
     finally:
         set_mode(models, True)
+
+
+def generate_images(cfg, models: Models, z: torch.Tensor, plan: dict) -> torch.Tensor:
+    """G(z), in eval batches."""
+    return in_eval_batches(cfg, models, z, get_method(cfg.method).generate, plan)
 
 
 def train_images(cfg, train: ImageData, run_dir: Path, resume: bool = False,
@@ -475,19 +481,11 @@ def evaluate_images(cfg, models: Models, validation: ImageData, extractor, refer
     return metrics, arrays
 
 
-@torch.no_grad()
 def encode_images(cfg, models: Models, images: torch.Tensor, plan: dict) -> torch.Tensor:
-    method = get_method(cfg.method)
-    set_mode(models, False)
-    try:
-        out = []
-        for i in range(0, images.shape[0], cfg.eval_batch):
-            x = images[i:i + cfg.eval_batch].to(cfg.device).float().div_(255)
-            with autocast(plan, cfg.device):
-                out.append(method.encode(models, x).float().cpu())
-        return torch.cat(out)
-    finally:
-        set_mode(models, True)
+    """Q(x) of uint8 images, scaled to [0, 1] on the device, in eval batches."""
+    encode = get_method(cfg.method).encode
+    return in_eval_batches(cfg, models, images,
+                           lambda m, x: encode(m, x.float().div_(255)), plan)
 
 
 def save_arrays(path: Path, arrays: dict) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from iwgan.losses import gradient_penalty, mmd_imq, reconstruction_error
-from iwgan.methods import Models, adam, update
+from iwgan.methods import Models, adam, encode, generate, update  # noqa: F401
 from iwgan.networks import build_networks
 
 HAS_ENCODER = True
@@ -60,12 +60,3 @@ def generator_step(m: Models, x, z, cfg) -> dict:
     return {"objective_L": objective.detach(), "reconstruction": reconstruction.detach(),
             "mmd": mmd.detach(), "dual_gap": reconstruction.detach() - dual}
 
-
-@torch.no_grad()
-def generate(m: Models, z):
-    return m.generator(z)
-
-
-@torch.no_grad()
-def encode(m: Models, x):
-    return m.encoder(x)

@@ -11,6 +11,7 @@ method files is the method and nothing else:
     critic_step(m, x, z, cfg), generator_step(m, x, z, cfg)
                            -> dict of detached scalar tensors to log
     generate(m, z), encode(m, x)
+                           G(z) and Q(x): the files re-export this module's versions
 
 :func:`iwgan.training.train` drives any method by its phases and knows nothing of any one.
 """
@@ -80,6 +81,18 @@ def adam(modules, cfg) -> torch.optim.Adam:
     """The optimiser every method uses, with the run's learning rate and betas."""
     params = [p for m in modules for p in m.parameters()]
     return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+
+@torch.no_grad()
+def generate(m: Models, z):
+    """G(z), without gradients: every method's ``generate``."""
+    return m.generator(z)
+
+
+@torch.no_grad()
+def encode(m: Models, x):
+    """Q(x), without gradients: the ``encode`` of every method with an encoder."""
+    return m.encoder(x)
 
 
 def update(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:

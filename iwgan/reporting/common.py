@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 from pathlib import Path
 
@@ -32,6 +33,24 @@ def save_figure(fig, path: Path) -> None:
 def write_report(path: Path, text: str) -> Path:
     atomic_write_text(path, text.rstrip() + "\n")
     return path
+
+
+def ordered(values, order):
+    """The distinct ``values`` in ``order`` first, then any others sorted."""
+    return [v for v in order if v in set(values)] + sorted(set(values) - set(order))
+
+
+def cells(sub: pd.DataFrame):
+    """(mixture, method, rows) of every non-empty cell, mixtures then methods in the
+    paper's order."""
+    from iwgan.methods import METHOD_NAMES
+    from iwgan.mixtures import MIXTURES
+
+    for mixture in ordered(sub["mixture"], MIXTURES):
+        for method in ordered(sub["method"], METHOD_NAMES):
+            cell = sub[(sub.mixture == mixture) & (sub.method == method)]
+            if not cell.empty:
+                yield mixture, method, cell
 
 
 def mean_se(values) -> tuple[float, float, int]:
@@ -79,3 +98,31 @@ def batching_note(df: pd.DataFrame) -> list[str]:
                  "(`iwgan.batched`, equal to 1e-9 in float64 in `tests/test_batched.py`); "
                  "its seconds are its share of the batch's (/ K).")
     return [text]
+
+
+def provenance_section(df: pd.DataFrame, profiles: bool = False) -> list[str]:
+    """The commands and commits behind ``df``'s rows (with their profiles if asked), and
+    how the runs were trained."""
+    out = ["## Provenance", "", "The commands and commits that produced these results:", ""]
+    for (command, commit, dirty), g in df.groupby(["command", "commit", "dirty"], sort=True):
+        flag = " (uncommitted changes)" if str(dirty) == "True" else ""
+        which = f" ({', '.join(sorted(set(g.profile)))})" if profiles else ""
+        out.append(f"- `{command}` at commit `{str(commit)[:10]}`{flag}: {len(g)} runs{which}")
+    return out + batching_note(df) + [""]
+
+
+def wall_time_section(results: Path, experiment: str) -> list[str]:
+    """The last grid run's wall time per profile, from
+    ``results/benchmarks/<experiment>_wall_time.json`` (iwgan.cli.record_wall_time)."""
+    path = Path(results) / "benchmarks" / f"{experiment}_wall_time.json"
+    if not path.exists():
+        return []
+    wall = [{"profile": k, "runs": v["runs"], "wall time (min)": f"{v['wall_seconds']/60:.1f}",
+             "parallel jobs": v["jobs"], "CPUs": v["cpu_count"],
+             "load avg (1/5/15 min) at end": " / ".join(
+                 map(str, v.get("load_average_at_end", ["not recorded"]))),
+             "methods": " ".join(v["methods"]), "presets": " ".join(v["presets"])}
+            for k, v in sorted(json.loads(path.read_text()).items())]
+    return ["Wall time of the last grid run per profile "
+            f"(`results/benchmarks/{experiment}_wall_time.json`):", "",
+            markdown_table(pd.DataFrame(wall)), ""]

@@ -19,15 +19,18 @@ from iwgan.metrics import N_STD
 from iwgan.mixtures import MIXTURES, get_mixture
 from iwgan.records import read_results
 from iwgan.reporting.common import (
-    batching_note,
+    cells,
     fmt_mean_se,
     markdown_table,
     mean_se,
+    ordered,
+    provenance_section,
     rel,
     save_figure,
+    wall_time_section,
     write_report,
 )
-from iwgan.reporting.mode_coverage import PRESET_TEXT, PROFILE_ORDER, ordered
+from iwgan.reporting.mode_coverage import PRESET_TEXT, PROFILE_ORDER
 
 REQUIRED = ["status", "train_seconds", "eval_seconds", "w1_threshold", "it_all_modes_hq",
             "it_w1_below", "spearman_dual_gap", "final_w1", "command"]
@@ -68,7 +71,7 @@ def build_report(results: Path, reports: Path) -> Path:
             out += interpolation_section(sub, results, figures, reports, tag)
     out += runtime_section(df, results)
     out += diverged_section(df)
-    out += provenance(df)
+    out += provenance_section(df)
     return write_report(reports / "convergence.md", "\n".join(out))
 
 
@@ -227,24 +230,20 @@ def figure2_section(sub, cur, results, figures, reports, tag) -> list[str]:
 
 def convergence_table(sub) -> list[str]:
     rows = []
-    for mixture in ordered(sub["mixture"], MIXTURES):
-        for method in ordered(sub["method"], METHOD_NAMES):
-            c = sub[(sub.mixture == mixture) & (sub.method == method)]
-            if c.empty:
-                continue
-            n = len(c)
-            rows.append({
-                "mixture": mixture, "method": method, "seeds": n,
-                "it. to (a)": reached(c.it_all_modes_hq, n),
-                "s to (a)": reached(c.sec_all_modes_hq, n),
-                "it. to (b)": reached(c.it_w1_below, n),
-                "s to (b)": reached(c.sec_w1_below, n),
-                "final W1 (2,500)": fmt_mean_se(c.final_w1, 3),
-                "final modes": fmt_mean_se(c.final_modes, 1),
-                "final HQ %": fmt_mean_se(c.final_hq_pct, 1),
-                "final gap": fmt_mean_se(c.dual_gap_final, 3),
-                "W1(X, G(Q(X)))": fmt_mean_se(c.curve_w1_recon_final, 3),
-                "W1(G(Q(X)), G(Z))": fmt_mean_se(c.curve_w1_latent_final, 3)})
+    for mixture, method, c in cells(sub):
+        n = len(c)
+        rows.append({
+            "mixture": mixture, "method": method, "seeds": n,
+            "it. to (a)": reached(c.it_all_modes_hq, n),
+            "s to (a)": reached(c.sec_all_modes_hq, n),
+            "it. to (b)": reached(c.it_w1_below, n),
+            "s to (b)": reached(c.sec_w1_below, n),
+            "final W1 (2,500)": fmt_mean_se(c.final_w1, 3),
+            "final modes": fmt_mean_se(c.final_modes, 1),
+            "final HQ %": fmt_mean_se(c.final_hq_pct, 1),
+            "final gap": fmt_mean_se(c.dual_gap_final, 3),
+            "W1(X, G(Q(X)))": fmt_mean_se(c.curve_w1_recon_final, 3),
+            "W1(G(Q(X)), G(Z))": fmt_mean_se(c.curve_w1_latent_final, 3)})
     return ["### Convergence", "",
             "Iterations and training seconds to (a) all modes with HQ ≥ target and (b) W1 ≤ "
             "threshold: mean ± s.e. over the seeds that reached it (how many did). The last "
@@ -254,16 +253,12 @@ def convergence_table(sub) -> list[str]:
 
 def correlation_table(sub) -> list[str]:
     rows = []
-    for mixture in ordered(sub["mixture"], MIXTURES):
-        for method in ordered(sub["method"], METHOD_NAMES):
-            c = sub[(sub.mixture == mixture) & (sub.method == method)]
-            if c.empty:
-                continue
-            rows.append({"mixture": mixture, "method": method, "seeds": len(c),
-                         **{GAP_LABEL[k]: fmt_mean_se(c[f"spearman_{k}"], 2)
-                            for k in GAP_LABEL},
-                         "evaluations with gap < 0": fmt_mean_se(
-                             100 * c.dual_gap_negative_frac, 0) + " %"})
+    for mixture, method, c in cells(sub):
+        rows.append({"mixture": mixture, "method": method, "seeds": len(c),
+                     **{GAP_LABEL[k]: fmt_mean_se(c[f"spearman_{k}"], 2)
+                        for k in GAP_LABEL},
+                     "evaluations with gap < 0": fmt_mean_se(
+                         100 * c.dual_gap_negative_frac, 0) + " %"})
     return ["### Does the duality gap track W1?", "",
             "Spearman rank correlation, over one run's evaluations, between each gap "
             "estimate and the exact W1 (mean ± s.e. over seeds; 1 = the gap orders the "
@@ -305,21 +300,17 @@ def latent_section(sub, results, figures, reports, tag) -> list[str]:
     methods = [m for m in ordered(sub["method"], METHOD_NAMES) if m in ENCODER_METHODS]
     out = ["### The latent space: Q(X) against N(0, I_5) (Figure 3)", ""]
     rows = []
-    for mixture in ordered(sub["mixture"], MIXTURES):
-        for method in ordered(sub["method"], METHOD_NAMES):
-            c = sub[(sub.mixture == mixture) & (sub.method == method)]
-            if c.empty:
-                continue
-            enc = method in ENCODER_METHODS
-            rows.append({
-                "mixture": mixture, "method": method, "seeds": len(c),
-                "MMD(Q(X), N(0, I))": fmt_mean_se(c.latent_mmd, 4),
-                "runs with perm. p ≥ 0.05": (f"{int((c.latent_mmd_p >= 0.05).sum())}/{len(c)}"
-                                             if enc else "n/a"),
-                "dims rejected, KS vs N(0,1)": fmt_mean_se(c.ks_rejected, 1),
-                "dims rejected, Shapiro–Wilk": fmt_mean_se(c.shapiro_rejected, 1),
-                "code std (min–max)": (f"{c.code_std_min.mean():.2f}–{c.code_std_max.mean():.2f}"
-                                       if enc else "n/a")})
+    for mixture, method, c in cells(sub):
+        enc = method in ENCODER_METHODS
+        rows.append({
+            "mixture": mixture, "method": method, "seeds": len(c),
+            "MMD(Q(X), N(0, I))": fmt_mean_se(c.latent_mmd, 4),
+            "runs with perm. p ≥ 0.05": (f"{int((c.latent_mmd_p >= 0.05).sum())}/{len(c)}"
+                                         if enc else "n/a"),
+            "dims rejected, KS vs N(0,1)": fmt_mean_se(c.ks_rejected, 1),
+            "dims rejected, Shapiro–Wilk": fmt_mean_se(c.shapiro_rejected, 1),
+            "code std (min–max)": (f"{c.code_std_min.mean():.2f}–{c.code_std_max.mean():.2f}"
+                                   if enc else "n/a")})
     out += ["500 codes Q(x) of fresh real points against 500 draws of N(0, I_5): the "
             "IMQ-kernel MMD (the training penalty's estimator) with a 200-permutation "
             "p-value, and per dimension the Kolmogorov–Smirnov test against N(0, 1) and the "
@@ -357,20 +348,16 @@ def quality_section(sub, results, figures, reports, tag) -> list[str]:
     methods = [m for m in ordered(sub["method"], METHOD_NAMES) if m in ENCODER_METHODS]
     alpha = sub.iloc[0].opt_alpha
     rows = []
-    for mixture in ordered(sub["mixture"], MIXTURES):
-        for method in ordered(sub["method"], METHOD_NAMES):
-            c = sub[(sub.mixture == mixture) & (sub.method == method)]
-            if c.empty:
-                continue
-            enc = method in ENCODER_METHODS
-            rows.append({
-                "mixture": mixture, "method": method, "seeds": len(c),
-                "mean score, real points": fmt_mean_se(c.quality_inlier, 3),
-                "mean score, > 10 std from modes": fmt_mean_se(c.quality_far, 3),
-                f"HDR of the error, 1 − α = {1 - alpha:g}": (
-                    f"[{c.hdr_lo.mean():.3f}, {c.hdr_hi.mean():.3f}]" if enc else "n/a"),
-                "HDR coverage of fresh errors, %": fmt_mean_se(100 * c.hdr_coverage, 1),
-                "outlier AUROC": fmt_mean_se(c.auroc, 3)})
+    for mixture, method, c in cells(sub):
+        enc = method in ENCODER_METHODS
+        rows.append({
+            "mixture": mixture, "method": method, "seeds": len(c),
+            "mean score, real points": fmt_mean_se(c.quality_inlier, 3),
+            "mean score, > 10 std from modes": fmt_mean_se(c.quality_far, 3),
+            f"HDR of the error, 1 − α = {1 - alpha:g}": (
+                f"[{c.hdr_lo.mean():.3f}, {c.hdr_hi.mean():.3f}]" if enc else "n/a"),
+            "HDR coverage of fresh errors, %": fmt_mean_se(100 * c.hdr_coverage, 1),
+            "outlier AUROC": fmt_mean_se(c.auroc, 3)})
     out = ["### The quality score exp(−||x − G(Q(x))||) (Section 4, Figure 4)", "",
            "Mean quality score of 2,500 real points and of the map's grid points farther "
            "than 10 std from every mode; the HDR of the reconstruction error e_x (the "
@@ -472,17 +459,7 @@ def runtime_section(df, results) -> list[str]:
               "each member is evaluated on its own, so batching raises *eval / train*; "
               "a method with cheap steps (ALI's 1 + 1) shows it most." if batched else ""),
            "", markdown_table(pd.DataFrame(rows)), ""]
-    bench = results / "benchmarks" / "convergence_wall_time.json"
-    if bench.exists():
-        record = json.loads(bench.read_text())
-        wall = [{"profile": k, "runs": v["runs"], "wall time (min)":
-                 f"{v['wall_seconds'] / 60:.1f}", "parallel jobs": v["jobs"],
-                 "CPUs": v["cpu_count"], "methods": " ".join(v["methods"])}
-                for k, v in sorted(record.items())]
-        out += ["Wall time of the last grid run per profile "
-                "(`results/benchmarks/convergence_wall_time.json`):", "",
-                markdown_table(pd.DataFrame(wall)), ""]
-    return out
+    return out + wall_time_section(results, "convergence")
 
 
 def diverged_section(df) -> list[str]:
@@ -491,14 +468,6 @@ def diverged_section(df) -> list[str]:
         return []
     items = [f"- `{r.run_id}` at iteration {int(r.diverged_at)}" for r in bad.itertuples()]
     return ["## Diverged runs (left out of every table above)", "", *items, ""]
-
-
-def provenance(df) -> list[str]:
-    out = ["## Provenance", "", "The commands and commits that produced these results:", ""]
-    for (command, commit, dirty), g in df.groupby(["command", "commit", "dirty"], sort=True):
-        flag = " (uncommitted changes)" if str(dirty) == "True" else ""
-        out.append(f"- `{command}` at commit `{str(commit)[:10]}`{flag}: {len(g)} runs")
-    return out + batching_note(df) + [""]
 
 
 # ---------------------------------------------------------------------------------------

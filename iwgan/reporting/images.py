@@ -14,7 +14,14 @@ import numpy as np
 
 from iwgan.images import image_grid, read_image_results
 from iwgan.methods import METHOD_NAMES
-from iwgan.reporting.common import fmt_mean_se, markdown_table, rel, save_figure, write_report
+from iwgan.reporting.common import (
+    fmt_mean_se,
+    markdown_table,
+    ordered,
+    rel,
+    save_figure,
+    write_report,
+)
 
 DATASET_TITLES = {"digits": "Digits (scikit-learn's 8x8 digits at 28x28; offline stand-in "
                             "for MNIST)",
@@ -37,10 +44,6 @@ PAPER_FIGURES = {
                    latent="Fig. 15", hist="Fig. 19", quality="Figs 7, 21"),
 }
 PROFILE_ORDER = ["paper", "cpu", "smoke"]
-
-
-def ordered(values, order):
-    return [v for v in order if v in set(values)] + sorted(set(values) - set(order))
 
 
 def build_reports(results: Path, reports: Path) -> list[Path]:

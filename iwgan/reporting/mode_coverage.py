@@ -16,11 +16,13 @@ from iwgan.metrics import N_STD
 from iwgan.mixtures import MIXTURES
 from iwgan.records import read_results
 from iwgan.reporting.common import (
-    batching_note,
     fmt_mean_se,
     markdown_table,
+    ordered,
+    provenance_section,
     rel,
     save_figure,
+    wall_time_section,
     write_report,
 )
 
@@ -33,10 +35,6 @@ PRESET_TEXT = {
                   "0.01, grid spacing 2 / std 0.05; the literature has no spiral, so the "
                   "paper's spiral is used)",
 }
-
-
-def ordered(values, order):
-    return [v for v in order if v in set(values)] + sorted(set(values) - set(order))
 
 
 def build_report(results: Path, reports: Path) -> Path:
@@ -72,7 +70,7 @@ def build_report(results: Path, reports: Path) -> Path:
                     f"mixture's {N_STD:g}-std discs (grey).", ""]
     out += quick_vs_long(df)
     out += runtime_section(df, results)
-    out += commands_section(df)
+    out += provenance_section(df, profiles=True)
     return write_report(reports / "mode_coverage.md", "\n".join(out))
 
 
@@ -170,25 +168,6 @@ def runtime_section(df, results) -> list[str]:
                      "eval s / run": fmt_mean_se(g.eval_seconds, 1)})
     out = ["## Runtime", "", "Seconds per run on the machine that produced the results "
            "(mean ± s.e.).", "", markdown_table(pd.DataFrame(rows)), ""]
-    bench = results / "benchmarks" / "mode_coverage_wall_time.json"
-    if bench.exists():
-        record = json.loads(bench.read_text())
-        wall = [{"profile": k, "runs": v["runs"], "wall time (min)": f"{v['wall_seconds']/60:.1f}",
-                 "parallel jobs": v["jobs"], "CPUs": v["cpu_count"],
-                 "load avg (1/5/15 min) at end": " / ".join(
-                     map(str, v.get("load_average_at_end", ["not recorded"]))),
-                 "methods": " ".join(v["methods"]), "presets": " ".join(v["presets"])}
-                for k, v in sorted(record.items())]
-        out += ["Wall time of the last grid run per profile "
-                "(`results/benchmarks/mode_coverage_wall_time.json`):", "",
-                markdown_table(pd.DataFrame(wall)), ""]
-    return out
+    return out + wall_time_section(results, "mode_coverage")
 
 
-def commands_section(df) -> list[str]:
-    out = ["## Provenance", "", "The commands and commits that produced these results:", ""]
-    for (command, commit, dirty), g in df.groupby(["command", "commit", "dirty"], sort=True):
-        runs = ", ".join(sorted(set(g.profile)))
-        flag = " (uncommitted changes)" if str(dirty) == "True" else ""
-        out.append(f"- `{command}` at commit `{str(commit)[:10]}`{flag}: {len(g)} runs ({runs})")
-    return out + batching_note(df) + [""]

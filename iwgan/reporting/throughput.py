@@ -86,32 +86,29 @@ def earlier_lines(d: dict) -> list[str]:
             "and kept them." for (commit, started, cmd), names in sorted(runs.items())]
 
 
+def iteration_row(r, method: str, networks: str) -> dict:
+    return {"method": method, "networks": networks, "batch": r["batch_size"],
+            "batches/it.": r["samples_per_iteration"] // r["batch_size"],
+            "step ms": fmt(r["step_ms"]), "samples/s": fmt(r["samples_per_s"]),
+            "GFLOP/s": fmt(r["gflops_per_s"]), "MFU %": fmt(r.get("mfu_pct")),
+            "peak memory MiB": fmt(r["peak_memory_mib"]), "threads": r["threads"],
+            "load (1 min)": r["loadavg_before"][0]}
+
+
 def training_table(records) -> list[str]:
     rows = []
     for r in by_test(records, "test_mixture_iteration"):
         if r["status"] != "ok":
             continue
         _, preset, method = param(r["name"])
-        rows.append({"method": method, "networks": f"mixture MLP, width {r['width']:g}",
-                     "batch": r["batch_size"], "batches/it.": r["samples_per_iteration"]
-                     // r["batch_size"], "step ms": fmt(r["step_ms"]),
-                     "samples/s": fmt(r["samples_per_s"]), "GFLOP/s": fmt(r["gflops_per_s"]),
-                     "MFU %": fmt(r.get("mfu_pct")),
-                     "peak memory MiB": fmt(r["peak_memory_mib"]),
-                     "threads": r["threads"], "load (1 min)": r["loadavg_before"][0]})
+        rows.append(iteration_row(r, method, f"mixture MLP, width {r['width']:g}"))
     for r in by_test(records, "test_image_iteration"):
         _, arch, method = param(r["name"])
         if r["status"] != "ok":
             rows.append({"method": method, "networks": f"{arch} (Appendix D)",
                          "step ms": f"not run: {r['reason']}"})
             continue
-        rows.append({"method": method, "networks": f"{arch} (Appendix D), fp32",
-                     "batch": r["batch_size"], "batches/it.": r["samples_per_iteration"]
-                     // r["batch_size"], "step ms": fmt(r["step_ms"]),
-                     "samples/s": fmt(r["samples_per_s"]), "GFLOP/s": fmt(r["gflops_per_s"]),
-                     "MFU %": fmt(r.get("mfu_pct")),
-                     "peak memory MiB": fmt(r["peak_memory_mib"]),
-                     "threads": r["threads"], "load (1 min)": r["loadavg_before"][0]})
+        rows.append(iteration_row(r, method, f"{arch} (Appendix D), fp32"))
     if not rows:
         return []
     df = pd.DataFrame(rows).fillna("")
