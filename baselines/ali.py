@@ -30,8 +30,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from iwgan.methods import Models, adam, encode, generate, resolve_options, update  # noqa: F401
-from iwgan.networks import build_networks, mlp
+from iwgan.core.methods import Models, Phase, encode, generate, resolve_options  # noqa: F401
+from iwgan.core.networks import build_networks, mlp
 
 HAS_ENCODER = True
 OPTIONS: dict = {"encoder": "deterministic"}
@@ -39,25 +39,28 @@ LOGS = ("discriminator_loss", "d_real", "d_fake", "generator_loss")
 ENCODERS = ("deterministic", "stochastic")
 
 
-def build(cfg) -> Models:
+def stochastic(cfg) -> bool:
     encoder_kind = resolve_options(cfg.method, cfg.options)["encoder"]
     if encoder_kind not in ENCODERS:
         raise ValueError(f"method 'ali' option 'encoder' must be one of {ENCODERS}, "
                          f"got {encoder_kind!r}")
+    return encoder_kind == "stochastic"
+
+
+def build(cfg) -> Models:
     nets = build_networks(cfg.arch, cfg.width, cfg.z_dim)
     z_path = mlp((cfg.z_dim, nets.critic[0].weight.shape[0]))
     log_std = ({"log_std": mlp((nets.encoder[-1].weight.shape[1], cfg.z_dim))}
-               if encoder_kind == "stochastic" else {})
-    return Models(
-        generator=nets.generator, critic=nets.critic, encoder=nets.encoder,
-        extra={"z_path": z_path, **log_std},
-        optimizers={"critic": adam([nets.critic, z_path], cfg),
-                    "generator": adam([nets.generator, nets.encoder, *log_std.values()], cfg)},
-    )
+               if stochastic(cfg) else {})
+    return Models(generator=nets.generator, critic=nets.critic, encoder=nets.encoder,
+                  extra={"z_path": z_path, **log_std},
+                  optimized={"critic": ("critic", "z_path"),
+                             "generator": ("generator", "encoder", *log_std)})
 
 
 def phases(cfg):
-    return [(critic_step, 1), (generator_step, 1)]
+    draws = ("code_noise",) if stochastic(cfg) else ()
+    return [Phase(critic_loss, "critic", 1, draws), Phase(generator_loss, "generator", 1, draws)]
 
 
 def discriminator(m: Models, x, z):
@@ -67,29 +70,26 @@ def discriminator(m: Models, x, z):
     return m.critic[1:](h + zh.view(*zh.shape, *[1] * (h.dim() - zh.dim())))
 
 
-def code(m: Models, x):
+def code(m: Models, x, noise):
     """Q(x) as the discriminator sees it: the code, or a reparameterised draw around it."""
     if "log_std" not in m.extra:
         return m.encoder(x)
     hidden = m.encoder[:-1](x)
     mean = m.encoder[-1](hidden)
-    return mean + m.extra["log_std"](hidden).exp() * torch.randn_like(mean)
+    return mean + m.extra["log_std"](hidden).exp() * noise["code_noise"]
 
 
-def critic_step(m: Models, x, z, cfg) -> dict:
+def critic_loss(m: Models, x, z, cfg, noise):
     with torch.no_grad():
         fake = m.generator(z)
-        x_code = code(m, x)
+        x_code = code(m, x, noise)
     d_real, d_fake = discriminator(m, x, x_code), discriminator(m, fake, z)
     loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
-    update(m.optimizers["critic"], loss)
-    return {"discriminator_loss": loss.detach(), "d_real": torch.sigmoid(d_real).mean().detach(),
-            "d_fake": torch.sigmoid(d_fake).mean().detach()}
+    return loss, {"discriminator_loss": loss, "d_real": torch.sigmoid(d_real).mean(),
+                  "d_fake": torch.sigmoid(d_fake).mean()}
 
 
-def generator_step(m: Models, x, z, cfg) -> dict:
-    d_real, d_fake = discriminator(m, x, code(m, x)), discriminator(m, m.generator(z), z)
+def generator_loss(m: Models, x, z, cfg, noise):
+    d_real, d_fake = discriminator(m, x, code(m, x, noise)), discriminator(m, m.generator(z), z)
     loss = F.softplus(d_real).mean() + F.softplus(-d_fake).mean()
-    update(m.optimizers["generator"], loss)
-    return {"generator_loss": loss.detach()}
-
+    return loss, {"generator_loss": loss}

@@ -25,8 +25,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from iwgan.methods import Models, adam, encode, generate, resolve_options, update  # noqa: F401
-from iwgan.networks import CRITIC_HIDDEN, build_networks, mlp, scaled
+from iwgan.core.methods import Models, Phase, encode, generate, resolve_options  # noqa: F401
+from iwgan.core.networks import CRITIC_HIDDEN, build_networks, mlp, scaled
 
 HAS_ENCODER = True
 OPTIONS: dict = {"lambda_rec": 1.0, "adversarial_loss": "density_ratio"}
@@ -45,16 +45,14 @@ def build(cfg) -> Models:
                          f"got {options['lambda_rec']!r}")
     nets = build_networks(cfg.arch, cfg.width, cfg.z_dim)
     code_critic = mlp((cfg.z_dim, *scaled(CRITIC_HIDDEN, cfg.width), 1))
-    return Models(
-        generator=nets.generator, critic=nets.critic, encoder=nets.encoder,
-        extra={"code_critic": code_critic},
-        optimizers={"critic": adam([nets.critic, code_critic], cfg),
-                    "generator": adam([nets.generator, nets.encoder], cfg)},
-    )
+    return Models(generator=nets.generator, critic=nets.critic, encoder=nets.encoder,
+                  extra={"code_critic": code_critic},
+                  optimized={"critic": ("critic", "code_critic"),
+                             "generator": ("generator", "encoder")})
 
 
 def phases(cfg):
-    return [(critic_step, 1), (generator_step, 1)]
+    return [Phase(critic_loss, "critic", 1), Phase(generator_loss, "generator", 1)]
 
 
 def adversarial(logits, kind: str):
@@ -62,7 +60,7 @@ def adversarial(logits, kind: str):
     return -logits.mean() if kind == "density_ratio" else F.softplus(-logits).mean()
 
 
-def critic_step(m: Models, x, z, cfg) -> dict:
+def critic_loss(m: Models, x, z, cfg, noise):
     with torch.no_grad():
         code = m.encoder(x)
         recon = m.generator(code)
@@ -71,11 +69,10 @@ def critic_step(m: Models, x, z, cfg) -> dict:
               + F.softplus(m.critic(fake)).mean())
     c_loss = (F.softplus(-m.extra["code_critic"](z)).mean()
               + F.softplus(m.extra["code_critic"](code)).mean())
-    update(m.optimizers["critic"], d_loss + c_loss)
-    return {"discriminator_loss": d_loss.detach(), "code_discriminator_loss": c_loss.detach()}
+    return d_loss + c_loss, {"discriminator_loss": d_loss, "code_discriminator_loss": c_loss}
 
 
-def generator_step(m: Models, x, z, cfg) -> dict:
+def generator_loss(m: Models, x, z, cfg, noise):
     options = resolve_options(cfg.method, cfg.options)
     kind = options["adversarial_loss"]
     code = m.encoder(x)
@@ -84,8 +81,6 @@ def generator_step(m: Models, x, z, cfg) -> dict:
     g_adv = (adversarial(m.critic(m.generator(code.detach())), kind)
              + adversarial(m.critic(m.generator(z)), kind))
     q_adv = adversarial(m.extra["code_critic"](code), kind)
-    update(m.optimizers["generator"], rec_term + g_adv + q_adv)
-    return {"reconstruction": reconstruction.detach(),
-            "generator_loss": (rec_term + g_adv).detach(),
-            "encoder_loss": (rec_term + q_adv).detach()}
-
+    return rec_term + g_adv + q_adv, {"reconstruction": reconstruction,
+                                      "generator_loss": rec_term + g_adv,
+                                      "encoder_loss": rec_term + q_adv}

@@ -6,16 +6,17 @@ algorithm's 5:1 schedule), Adam with the same settings as iWGAN.
     critic:    minimise  f(G(z)) - f(x) + lambda_gp * GP(f; x, G(z))
     generator: minimise  -f(G(z))
 
-Logged ``w_estimate`` = mean f(x) - f(G(z)) is the critic's estimate of W1.
+Logged ``w_estimate`` = mean f(x) - f(G(z)) (:func:`wgan_value`, the WGAN objective (2))
+is the critic's estimate of W1.
 """
 
 from __future__ import annotations
 
 import torch
 
-from iwgan.losses import gradient_penalty
-from iwgan.methods import Models, adam, generate, update  # noqa: F401
-from iwgan.networks import build_networks
+from iwgan.core.losses import gradient_penalty
+from iwgan.core.methods import Models, Phase, generate  # noqa: F401
+from iwgan.core.networks import build_networks
 
 HAS_ENCODER = False
 OPTIONS: dict = {}
@@ -24,32 +25,32 @@ LOGS = ("critic_loss", "gradient_penalty", "w_estimate", "generator_loss")
 
 def build(cfg) -> Models:
     nets = build_networks(cfg.arch, cfg.width, cfg.z_dim)
-    return Models(
-        generator=nets.generator, critic=nets.critic,
-        optimizers={"critic": adam([nets.critic], cfg),
-                    "generator": adam([nets.generator], cfg)},
-    )
+    return Models(generator=nets.generator, critic=nets.critic,
+                  optimized={"critic": ("critic",), "generator": ("generator",)})
 
 
 def phases(cfg):
-    return [(critic_step, cfg.n_critic), (generator_step, 1)]
+    return [Phase(critic_loss, "critic", cfg.n_critic, draws=("gp_eps",)),
+            Phase(generator_loss, "generator", 1)]
 
 
-def critic_step(m: Models, x, z, cfg) -> dict:
+def wgan_value(m: Models, x, z, fake=None) -> torch.Tensor:
+    """V(G, f) = E f(x) - E f(G(z)), the WGAN objective (2)."""
+    return m.critic(x).mean() - m.critic(m.generator(z) if fake is None else fake).mean()
+
+
+def critic_loss(m: Models, x, z, cfg, noise):
     with torch.no_grad():
         fake = m.generator(z)
-    gp = gradient_penalty(m.critic, x, fake)
-    w_estimate = m.critic(x).mean() - m.critic(fake).mean()
+    gp = gradient_penalty(m.critic, x, fake, noise["gp_eps"])
+    w_estimate = wgan_value(m, x, z, fake)
     loss = -w_estimate + cfg.lambda_gp * gp
-    update(m.optimizers["critic"], loss)
-    return {"critic_loss": loss.detach(), "gradient_penalty": gp.detach(),
-            "w_estimate": w_estimate.detach()}
+    return loss, {"critic_loss": loss, "gradient_penalty": gp, "w_estimate": w_estimate}
 
 
-def generator_step(m: Models, x, z, cfg) -> dict:
+def generator_loss(m: Models, x, z, cfg, noise):
     loss = -m.critic(m.generator(z)).mean()
-    update(m.optimizers["generator"], loss)
-    return {"generator_loss": loss.detach()}
+    return loss, {"generator_loss": loss}
 
 
 def encode(m: Models, x):

@@ -6,7 +6,7 @@ Not collected by ``nox -s tests`` (pyproject's testpaths is ["tests"]); run by
     pytest benchmarks/ -o addopts= --benchmark-enable
 
 Every benchmark records, in its extra_info, the 1-minute/5/15 load averages and the CPU
-count it ran under and the peak memory (see iwgan.throughput.peak_memory); a benchmark
+count it ran under and the peak memory (see iwgan.experiments.throughput.peak_memory); a benchmark
 that cannot run here is skipped with its reason, which the runner records instead of a
 number (THROUGHPUT_SKIPS).
 """
@@ -19,7 +19,7 @@ import os
 import pytest
 import torch
 
-from iwgan.throughput import peak_memory, peak_memory_start
+from iwgan.experiments.throughput import peak_memory, peak_memory_start
 
 _SKIPS: list[dict] = []
 

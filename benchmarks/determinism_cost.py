@@ -19,11 +19,11 @@ from pathlib import Path
 
 import torch
 
-from iwgan.config import make_config
-from iwgan.methods import METHOD_NAMES
-from iwgan.records import git_state, now, write_json
-from iwgan.runs import evaluate
-from iwgan.training import train
+from iwgan.core.methods import METHOD_NAMES
+from iwgan.engine.config import make_config
+from iwgan.engine.records import git_state, now, write_json
+from iwgan.engine.trainer import train
+from iwgan.experiments.mode_coverage import evaluate
 
 OUT = Path("results") / "benchmarks" / "determinism_cost.json"
 
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
             for det in (False, True):
                 cfg = make_config("quick", method=method, iterations=args.iterations,
                                   deterministic=det)
-                result = train(cfg)
+                [result] = train(cfg)
                 seconds[det].append(result.wall_time)
                 samples[det] = evaluate(cfg, result.models)[1]
         off, on = statistics.median(seconds[False]), statistics.median(seconds[True])

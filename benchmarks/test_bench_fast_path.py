@@ -2,10 +2,10 @@
 and CUDA graphs (compile's "reduce-overhead"), each against eager fp32 from the same
 seed: samples/s, speed-up, model FLOPs utilisation (FLOPs by FlopCounterMode on the eager
 iteration) and whether training stays on track (loss curves over CURVE_STEPS iterations
-within iwgan.throughput's stated tolerance of the eager fp32 curves). Target: >= 3x eager
-fp32 samples/s for the CelebA networks on an H100.
+within iwgan.experiments.throughput's stated tolerance of the eager fp32 curves). Target:
+>= 3x eager fp32 samples/s for the CelebA networks on an H100.
 
-Needs CUDA: on CPU every variant falls back to eager fp32 (iwgan.throughput.
+Needs CUDA: on CPU every variant falls back to eager fp32 (iwgan.experiments.throughput.
 resolve_fast_path) and is recorded as not run, with that message; the eager CPU number is
 test_bench_steps.py::test_image_iteration's.
 """
@@ -15,8 +15,9 @@ from __future__ import annotations
 import pytest
 from conftest import fast_path
 
-from iwgan.networks import ARCHITECTURES
-from iwgan.throughput import (
+from iwgan.core.networks import ARCHITECTURES
+from iwgan.engine.devices import sync
+from iwgan.experiments.throughput import (
     CURVE_ABS,
     CURVE_REL,
     CURVE_WINDOW,
@@ -27,7 +28,6 @@ from iwgan.throughput import (
     loss_curves,
     peak_flops,
     resolve_fast_path,
-    sync,
 )
 
 CURVE_STEPS = 300
@@ -66,7 +66,7 @@ def test_fast_path(benchmark, variant, arch, method, device):
         pytest.skip("needs CUDA: " + "; ".join(notes) + " (eager fp32 CPU numbers: "
                     "test_image_iteration)")
     if arch not in ARCHITECTURES:
-        pytest.skip(f"the {arch!r} networks are not in iwgan.networks.ARCHITECTURES yet")
+        pytest.skip(f"the {arch!r} networks are not in iwgan.core.networks.ARCHITECTURES yet")
     key = (arch, method)
     if key not in _EAGER:
         eager = ImageStepper(method, arch, BATCH, device)

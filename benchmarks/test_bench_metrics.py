@@ -7,24 +7,24 @@ import numpy as np
 import pytest
 import torch
 
-from iwgan.metrics import score_modes, w1_exact
-from iwgan.mixtures import get_mixture
-from iwgan.throughput import sync
+from iwgan.data.mixtures import get_mixture
+from iwgan.engine.devices import sync
+from iwgan.metrics.mixture import score_modes, w1_exact
 
 
 def frechet():
-    """iwgan.fid.frechet_distance if the suite has it, else scipy directly (the same
+    """iwgan.metrics.fid.frechet_distance if the suite has it, else scipy directly (the same
     closed form); returns (function, which)."""
     try:
-        from iwgan.fid import frechet_distance
-        return frechet_distance, "iwgan.fid.frechet_distance"
+        from iwgan.metrics.fid import frechet_distance
+        return frechet_distance, "iwgan.metrics.fid.frechet_distance"
     except ImportError:
         import scipy.linalg
 
         def frechet_distance(mu1, s1, mu2, s2):
             covmean = scipy.linalg.sqrtm(s1 @ s2).real
             return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
-        return frechet_distance, "scipy.linalg.sqrtm directly (iwgan.fid absent)"
+        return frechet_distance, "scipy.linalg.sqrtm directly (iwgan.metrics.fid absent)"
 
 
 def test_frechet_distance_2048(benchmark):
@@ -43,7 +43,7 @@ def test_inception_features(benchmark, device):
     weights can be downloaded here; the cost is the same), images/s at 64x64 input
     (resized to 299 inside)."""
     try:
-        from iwgan.fid import inception_extractor
+        from iwgan.metrics.fid import inception_extractor
 
         extractor = inception_extractor(random_init_seed=0, device=device)
     except ImportError as err:

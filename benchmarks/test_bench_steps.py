@@ -16,12 +16,13 @@ import pytest
 import reference_steps as ref
 import torch
 
-from iwgan.config import make_config
-from iwgan.methods import METHOD_NAMES
-from iwgan.mixtures import get_mixture
-from iwgan.networks import ARCHITECTURES
-from iwgan.throughput import ImageStepper, MixtureStepper, count_flops, peak_flops, sync
-from iwgan.training import train
+from iwgan.core.methods import METHOD_NAMES
+from iwgan.core.networks import ARCHITECTURES
+from iwgan.data.mixtures import get_mixture
+from iwgan.engine.config import make_config
+from iwgan.engine.devices import sync
+from iwgan.engine.trainer import train
+from iwgan.experiments.throughput import ImageStepper, MixtureStepper, count_flops, peak_flops
 
 # preset -> (profile, iterations per timed call on CPU, interleaved pairs for the overhead)
 MIXTURE_PRESETS = {"paper_width": ("paper", 2, 5), "quick_width": ("quick", 30, 9)}
@@ -38,27 +39,21 @@ def timed(fn, device):
 @pytest.mark.parametrize("method", METHOD_NAMES)
 @pytest.mark.parametrize("preset", MIXTURE_PRESETS)
 def test_mixture_iteration(benchmark, method, preset, device):
-    """The suite's iterations (CPU: iwgan.training.train itself, end to end from the seed;
-    CUDA: MixtureStepper, train's loop on the GPU) and, interleaved with them, the plain
-    reference's (reference_steps.train, same seed, networks and batches, also end to end);
-    the overhead is the median of the paired time ratios, so that load on the machine
-    hits both alike. One thread on CPU, as the quick profile."""
+    """The suite's iterations (iwgan.engine.trainer.train itself, end to end from the seed,
+    on ``device``) and, interleaved with them, the plain reference's (reference_steps.train,
+    same seed, networks and batches, also end to end); the overhead is the median of the
+    paired time ratios, so that load on the machine hits both alike. One thread on CPU,
+    as the quick profile."""
     profile, n, pairs = MIXTURE_PRESETS[preset]
     cfg = make_config(profile, method=method, iterations=n, threads=1, device=device)
     torch.set_num_threads(1)
     mixture = get_mixture(cfg.mixture, cfg.preset)
-    stepper = MixtureStepper(cfg, device)
+    stepper = MixtureStepper(cfg)
     per_it = stepper.batches_per_iteration() * cfg.batch_size
 
-    if device == "cpu":
-        def suite():  # train() end to end: seed, build, n iterations, logs
-            train(cfg)
-    else:
-        def suite():
-            torch.manual_seed(cfg.seed)
-            s = MixtureStepper(cfg, device)
-            for _ in range(n):
-                s.iteration()
+    def suite():  # train() end to end: seed, build, n iterations, logs
+        train(cfg)
+        sync(device)
 
     def reference():
         ref.train(method, mixture.centres, mixture.std, n, cfg.batch_size, cfg.width,
@@ -98,7 +93,7 @@ def test_image_iteration(benchmark, method, arch, device):
     """One critic step and one generator step on the Appendix D2/D3 networks (eager fp32;
     the fast path is test_bench_fast_path.py); batch 16 on CPU, 64 on CUDA."""
     if arch not in ARCHITECTURES:
-        pytest.skip(f"the {arch!r} networks are not in iwgan.networks.ARCHITECTURES yet")
+        pytest.skip(f"the {arch!r} networks are not in iwgan.core.networks.ARCHITECTURES yet")
     batch = IMAGE_BATCH["cuda" if device.startswith("cuda") else "cpu"]
     stepper = ImageStepper(method, arch, batch, device)
     stepper.iteration()  # warm-up (cuDNN autotuning)
@@ -131,7 +126,7 @@ def test_scaling(benchmark, width, batch_size, device):
     """iwgan, one critic + one G/Q step (n_critic = 1), over batch size and width."""
     cfg = make_config("paper", method="iwgan", width=width, batch_size=batch_size,
                       n_critic=1, device=device)
-    stepper = MixtureStepper(cfg, device)
+    stepper = MixtureStepper(cfg)
     stepper.iteration()
     n = 3 if device == "cpu" else 20
 

@@ -2,25 +2,19 @@
 
 from pathlib import Path
 
+from iwgan.reporting import convergence, images, mode_coverage, throughput
+
 
 def build_all(results: Path, reports: Path) -> list[Path]:
     """Rebuild every report whose results exist."""
-    from iwgan.reporting import mode_coverage
-
     built = []
     if (Path(results) / "mode_coverage.csv").exists():
         built.append(mode_coverage.build_report(results, reports))
     if (Path(results) / "convergence.csv").exists():
-        from iwgan.reporting import convergence
-
         built.append(convergence.build_report(results, reports))
     if (Path(results) / "images.csv").exists():
-        from iwgan.reporting import images
-
         built.extend(images.build_reports(results, reports))
     if any((Path(results) / "throughput").glob("*.json")):
-        from iwgan.reporting import throughput
-
         built.append(throughput.build_report(results, reports))
     if not built:
         raise ValueError(f"{results}: no results to report on; run an experiment first "

@@ -14,7 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from iwgan.records import atomic_write_bytes, atomic_write_text  # noqa: E402
+from iwgan.core.methods import METHOD_NAMES  # noqa: E402
+from iwgan.data.mixtures import MIXTURES  # noqa: E402
+from iwgan.engine.records import atomic_write_bytes, atomic_write_text  # noqa: E402
 
 # Fixed style and no timestamps or version strings in the files, so that rebuilding a
 # report from the same results gives byte-identical PNGs and Markdown.
@@ -43,9 +45,6 @@ def ordered(values, order):
 def cells(sub: pd.DataFrame):
     """(mixture, method, rows) of every non-empty cell, mixtures then methods in the
     paper's order."""
-    from iwgan.methods import METHOD_NAMES
-    from iwgan.mixtures import MIXTURES
-
     for mixture in ordered(sub["mixture"], MIXTURES):
         for method in ordered(sub["method"], METHOD_NAMES):
             cell = sub[(sub.mixture == mixture) & (sub.method == method)]
@@ -86,7 +85,7 @@ def rel(path: Path, start: Path) -> str:
 
 def batching_note(df: pd.DataFrame) -> list[str]:
     """How the runs were trained: one by one, or K seeds of a cell as one batched model
-    (iwgan.batched; the ``batch_seeds`` column, absent or 1 for a sequential run)."""
+    (iwgan.engine.stacking; the ``batch_seeds`` column, absent or 1 for a sequential run)."""
     k = (df["batch_seeds"] if "batch_seeds" in df else pd.Series(1, index=df.index))
     k = k.fillna(1).astype(int)
     parts = [f"{int((k == 1).sum())} runs trained one seed at a time"] if (k == 1).any() else []
@@ -95,7 +94,7 @@ def batching_note(df: pd.DataFrame) -> list[str]:
     text = "- Training: " + "; ".join(parts) + "."
     if (k > 1).any():
         text += (" A batched member is its sequential run up to float rounding "
-                 "(`iwgan.batched`, equal to 1e-9 in float64 in `tests/test_batched.py`); "
+                 "(`iwgan.engine.stacking`, equal to 1e-9 in float64 in `tests/test_batched.py`); "
                  "its seconds are its share of the batch's (/ K).")
     return [text]
 

@@ -13,11 +13,12 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 
-from iwgan.methods import METHOD_NAMES, get_method
-from iwgan.metrics import N_STD
-from iwgan.mixtures import MIXTURES, get_mixture
-from iwgan.records import read_results
+from iwgan.core.methods import METHOD_NAMES, get_method
+from iwgan.data.mixtures import MIXTURES, get_mixture
+from iwgan.engine.records import read_results
+from iwgan.metrics.mixture import N_STD
 from iwgan.reporting.common import (
     cells,
     fmt_mean_se,
@@ -191,22 +192,22 @@ def figure2_section(sub, cur, results, figures, reports, tag) -> list[str]:
                                 height_ratios=[1.5] + [1] * len(methods))
         half = max(len(picks), 2)
         ax_gap, ax_w1 = fig.add_subplot(grid[0, :half]), fig.add_subplot(grid[0, half:])
-        for i, method in enumerate(methods):
-            c = cur[(cur.method == method) & (cur.mixture == mixture_name)]
-            for metric, ax in (("dual_gap", ax_gap), ("w1", ax_w1)):
-                g = c[c.metric == metric].groupby("iteration")["value"]
-                mean, se = g.mean(), g.sem()
-                if len(mean):
-                    ax.plot(mean.index, mean.values, color=palette(i), label=method, lw=1.2)
-                    ax.fill_between(mean.index, mean - se.fillna(0), mean + se.fillna(0),
-                                    color=palette(i), alpha=0.2, lw=0)
+        c = cur[cur.mixture == mixture_name]
+        for metric, ax in (("dual_gap", ax_gap), ("w1", ax_w1)):
+            curves = c[c.metric == metric]
+            if len(curves):   # mean over seeds with a band of one standard error
+                sns.lineplot(data=curves, x="iteration", y="value", hue="method",
+                             hue_order=methods, palette=[palette(i) for i in
+                                                         range(len(methods))],
+                             errorbar="se", estimator="mean", lw=1.2, ax=ax)
         threshold = ref.w1_threshold if ref is not None else float("nan")
         if math.isfinite(threshold):
             ax_w1.axhline(threshold, color="0.4", ls="--", lw=0.8, label="W1 threshold")
         ax_gap.axhline(0, color="0.4", lw=0.6)
         ax_gap.set_yscale("symlog", linthresh=0.05)
-        ax_gap.set(title=f"{mixture_name}: duality gap", xlabel="iteration")
-        ax_w1.set(title=f"{mixture_name}: exact W1", xlabel="iteration", yscale="log")
+        ax_gap.set(title=f"{mixture_name}: duality gap", xlabel="iteration", ylabel="")
+        ax_w1.set(title=f"{mixture_name}: exact W1", xlabel="iteration", yscale="log",
+                  ylabel="")
         ax_gap.legend(fontsize=7)
         ax_w1.legend(fontsize=7)
         for i, method in enumerate(methods):
@@ -288,7 +289,7 @@ def stopping_table(sub) -> list[str]:
                          "W1 threshold": f"{r.w1_threshold:.3f}"})
     return ["### Where Algorithm 1's stopping rule would have stopped (iWGAN)", "",
             "Algorithm 1 trains while DualGap > ε₁ or L > ε₂. Replayed on the full training "
-            "history with the suite's rule (`iwgan.training.stop_rule_met`: the magnitudes "
+            "history with the suite's rule (`iwgan.engine.trainer.stop_rule_met`: the magnitudes "
             "of the batch estimates' means over a window, ε₁ = ε₂ = the config's "
             "`stop_gap`, `stop_loss`), and on the eq. (4) estimate with the held-out L at "
             "the evaluations. *How far from converged*: W1 at the first evaluation at or "

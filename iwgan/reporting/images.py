@@ -11,9 +11,12 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+import seaborn as sns
 
-from iwgan.images import image_grid, read_image_results
-from iwgan.methods import METHOD_NAMES
+from iwgan.core.methods import METHOD_NAMES
+from iwgan.data.datasets import image_grid
+from iwgan.engine.records import read_image_results
 from iwgan.reporting.common import (
     fmt_mean_se,
     markdown_table,
@@ -79,8 +82,6 @@ def build_report(df, results: Path, reports: Path, dataset: str) -> Path:
 
 
 def _table_frame(rows):
-    import pandas as pd
-
     return pd.DataFrame(rows)
 
 
@@ -228,12 +229,13 @@ def figure_section(sub, results, reports, dataset, profile) -> list[str]:
                     f"![latent {method}]({rel(path, reports)})", ""]
         fig, ax = plt.subplots(figsize=(6, 3.5))
         top = max(float(a["recon_errors"].max()) for a in encoders.values())
-        bins = np.linspace(0, top * 1.02 if top > 0 else 1, 40)
-        for method, a in encoders.items():
-            ax.hist(a["recon_errors"], bins=bins, histtype="step", label=method, linewidth=1.5)
+        errors = pd.DataFrame([{"method": method, "error": float(e)}
+                               for method, a in encoders.items() for e in a["recon_errors"]])
+        sns.histplot(data=errors, x="error", hue="method", hue_order=list(encoders),
+                     bins=np.linspace(0, top * 1.02 if top > 0 else 1, 40), element="step",
+                     fill=False, linewidth=1.5, ax=ax)
         ax.set_xlabel("||x − G(Q(x))|| on the validation split")
         ax.set_ylabel("images")
-        ax.legend()
         path = figs / f"{stem}_recon_hist.png"
         save_figure(fig, path)
         out += [f"**Reconstruction errors** ({refs['hist']}):", "",
@@ -252,20 +254,16 @@ def figure_section(sub, results, reports, dataset, profile) -> list[str]:
 
 
 def latent_pairs(codes: np.ndarray, method: str, path: Path) -> None:
+    """A pair plot of the first (up to) 8 latent dimensions: histograms on the diagonal."""
     d = min(8, codes.shape[1])
-    fig, axes = plt.subplots(d, d, figsize=(1.1 * d, 1.1 * d), squeeze=False)
-    for i in range(d):
-        for j in range(d):
-            ax = axes[i, j]
-            if i == j:
-                ax.hist(codes[:, i], bins=30, color="tab:blue")
-            else:
-                ax.scatter(codes[:, j], codes[:, i], s=0.5, color="tab:blue", alpha=0.5,
-                           rasterized=False)
-            ax.set_xticks([])
-            ax.set_yticks([])
-    fig.suptitle(f"{method}: Q(x)_i vs Q(x)_j")
-    save_figure(fig, path)
+    frame = pd.DataFrame(codes[:, :d], columns=[f"z{i}" for i in range(d)])
+    grid = sns.pairplot(frame, height=1.1, corner=False, diag_kws={"bins": 30},
+                        plot_kws={"s": 2, "alpha": 0.5, "linewidth": 0})
+    for ax in grid.axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    grid.figure.suptitle(f"{method}: Q(x)_i vs Q(x)_j", y=1.01)
+    save_figure(grid.figure, path)
 
 
 def runtime_section(sub) -> list[str]:

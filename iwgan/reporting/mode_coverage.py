@@ -11,10 +11,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from iwgan.methods import METHOD_NAMES
-from iwgan.metrics import N_STD
-from iwgan.mixtures import MIXTURES
-from iwgan.records import read_results
+from iwgan.core.methods import METHOD_NAMES
+from iwgan.data.mixtures import MIXTURES
+from iwgan.engine.records import read_results
+from iwgan.metrics.mixture import N_STD
 from iwgan.reporting.common import (
     fmt_mean_se,
     markdown_table,

@@ -1,0 +1,111 @@
+"""The duality gap of eq. (4) and Algorithm 1's stopping rule.
+
+eq. (4), estimated as Grnarova et al. (2018) do. With iWGAN's objective
+L(G, Q, f) = E||x - G(Q(x))|| + E f(G(Q(x))) - E f(G(z)) (iwgan.core.iwgan.objective_L):
+
+    sup step: ``steps`` Adam steps on a deep copy of f maximising
+              L(G~, Q~, f) - lambda_gp * GP(f), the penalty on points between G~(Q~(x))
+              and G~(z), the two sets f separates in L;
+    inf step: ``steps`` Adam steps on deep copies of (G, Q) minimising L(G, Q, f~);
+    gap = L(G~, Q~, f_sup) - L(G_inf, Q_inf, f~),
+
+both values on a held-out evaluation set the steps never saw. Methods without an encoder
+(wgan_gp) get the analogous WGAN gap with V(G, f) = E f(x) - E f(G(z))
+(baselines.wgan_gp.wgan_value): sup_f V(G~, f) - inf_G V(G, f~), the sup penalised on
+points between x and G~(z) as in WGAN-GP's training. ALI and alpha-GAN have a logit
+discriminator, not a 1-Lipschitz critic, as their f~: their eq. (4) values use it as it is.
+
+Algorithm 1 stops when DualGap < eps_1 and L < eps_2 (:func:`stop_rule_met`).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from baselines.wgan_gp import wgan_value
+from iwgan.core.iwgan import objective_L
+from iwgan.core.losses import gradient_penalty
+from iwgan.core.methods import DRAWS, Models, adam, descend, get_method
+
+
+def _copy(module, trainable: bool):
+    twin = copy.deepcopy(module)
+    twin.requires_grad_(trainable)
+    return twin
+
+
+def _minimise(modules, cfg, steps: int, loss_of_batch) -> None:
+    """``steps`` Adam steps on ``modules``' parameters, each on ``loss_of_batch()``."""
+    params = [p for m in modules for p in m.parameters()]
+    opt = adam(params, cfg)
+    for _ in range(steps):
+        descend(opt, loss_of_batch(), params)
+
+
+def duality_gap(models: Models, cfg, sample_real, generator: torch.Generator, steps: int,
+                n_eval: int = 1_000) -> dict:
+    """The duality gap of ``models`` at their current parameters: eq. (4) for methods with
+    an encoder, the WGAN gap otherwise. Draws the held-out set, then ``steps`` batches
+    (and penalty weights) for the sup copy, then ``steps`` batches for the inf copy, all
+    from ``generator`` (CPU); ``sample_real(n, generator)`` draws real points. Only ever
+    optimises copies: ``models`` are unchanged."""
+    if steps <= 0:
+        raise ValueError(f"gap_steps must be a positive integer, got {steps}")
+    has_encoder = get_method(cfg.method).HAS_ENCODER
+    device = models.device
+    frozen = Models(generator=_copy(models.generator, False), critic=_copy(models.critic, False),
+                    encoder=_copy(models.encoder, False) if has_encoder else None)
+
+    def draw(n):
+        return (sample_real(n, generator).to(device),
+                torch.randn(n, cfg.z_dim, generator=generator).to(device))
+
+    def value(m, x, z):
+        return objective_L(m, x, z) if has_encoder else wgan_value(m, x, z)
+
+    x_eval, z_eval = draw(n_eval)
+    # sup over f, (G, Q) fixed
+    sup = Models(generator=frozen.generator, critic=_copy(models.critic, True),
+                 encoder=frozen.encoder)
+
+    def sup_loss():
+        x, z = draw(cfg.batch_size)
+        with torch.no_grad():
+            first = frozen.generator(frozen.encoder(x)) if has_encoder else x
+            fake = frozen.generator(z)
+        eps = DRAWS["gp_eps"](len(x), x.shape[1:], cfg.z_dim, generator, "cpu").to(device)
+        gp = gradient_penalty(sup.critic, first, fake, eps)
+        return -(sup.critic(first).mean() - sup.critic(fake).mean()) + cfg.lambda_gp * gp
+
+    _minimise([sup.critic], cfg, steps, sup_loss)
+    # inf over (G, Q), f fixed
+    inf = Models(generator=_copy(models.generator, True), critic=frozen.critic,
+                 encoder=_copy(models.encoder, True) if has_encoder else None)
+    _minimise([inf.generator, inf.encoder] if has_encoder else [inf.generator], cfg, steps,
+              lambda: value(inf, *draw(cfg.batch_size)))
+    with torch.no_grad():
+        sup_value = float(value(sup, x_eval, z_eval))
+        inf_value = float(value(inf, x_eval, z_eval))
+        current = float(value(frozen, x_eval, z_eval))
+        out = {"dual_gap": sup_value - inf_value, "dual_gap_sup": sup_value,
+               "dual_gap_inf": inf_value, "objective_heldout": current,
+               "gap_cheap_heldout": float("nan"), "recon_error": float("nan")}
+        if has_encoder:
+            recon = (x_eval - frozen.generator(frozen.encoder(x_eval))).flatten(1).norm(dim=1)
+            out["recon_error"] = float(recon.mean())
+            out["gap_cheap_heldout"] = float(recon.mean()
+                                             - wgan_value(frozen, x_eval, z_eval))
+    return out
+
+
+def stop_rule_met(window: dict, cfg) -> bool:
+    """Algorithm 1 stops when DualGap < eps_1 and L < eps_2. Both batch estimates are noisy
+    and can be negative, so the rule is checked on the magnitudes of their means over the
+    last ``stop_window`` iterations, once the window is full."""
+    if len(window["dual_gap"]) < cfg.stop_window:
+        return False
+    gap = abs(sum(window["dual_gap"]) / len(window["dual_gap"]))
+    loss = abs(sum(window["objective_L"]) / len(window["objective_L"]))
+    return gap < cfg.stop_gap and loss < cfg.stop_loss

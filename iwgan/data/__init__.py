@@ -1,0 +1,1 @@
+"""The data: the RING, SPIRAL and GRID mixtures and the image datasets."""

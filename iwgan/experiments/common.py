@@ -1,0 +1,127 @@
+"""What the grid commands share: their arguments, their configs, and how a grid ends."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from iwgan.core.methods import METHOD_NAMES
+from iwgan.data.mixtures import MIXTURES, PRESETS
+from iwgan.engine.config import PROFILES, make_config
+from iwgan.engine.devices import check_device, default_device
+from iwgan.engine.records import now, write_json
+from iwgan.engine.stacking import STACK_MODES
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def default_profile(device: str) -> str:
+    return "paper" if torch.device(device).type == "cuda" else "quick"
+
+
+def add_device_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None,
+                   help="cpu, cuda or cuda:N (default: cuda where torch sees one, else cpu)")
+
+
+def add_grid_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--methods", nargs="+", default=list(METHOD_NAMES), choices=METHOD_NAMES,
+                   metavar="METHOD", help=f"methods to run (default: all of {METHOD_NAMES})")
+    p.add_argument("--mixtures", nargs="+", default=list(MIXTURES), choices=MIXTURES,
+                   metavar="MIXTURE", help=f"mixtures (default: {' '.join(MIXTURES)})")
+    p.add_argument("--presets", nargs="+", default=list(PRESETS), choices=PRESETS,
+                   metavar="PRESET", help=f"mixture presets (default: {' '.join(PRESETS)})")
+    p.add_argument("--profile", default=None, choices=list(PROFILES),
+                   help="budget and widths (default: paper on CUDA, quick otherwise)")
+    p.add_argument("--seeds", type=positive_int, default=3, help="number of seeds (default 3)")
+    p.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--iterations", type=positive_int, help="override the profile's iterations")
+    p.add_argument("--batch-size", type=positive_int, help="override the profile's batch size")
+    p.add_argument("--stop-rule", action="store_true",
+                   help="stop iWGAN runs by Algorithm 1's rule (iwgan only)")
+    add_device_argument(p)
+    p.add_argument("--out", type=Path, default=Path("."),
+                   help="root of results/, runs/ and reports/ (default: .)")
+    p.add_argument("--jobs", type=positive_int, default=2, help="parallel processes (default 2)")
+    p.add_argument("--resume", action="store_true",
+                   help="skip runs already finished with the same config in results/")
+    p.add_argument("--no-report", action="store_true", help="do not rebuild the report")
+    p.add_argument("--stack", choices=STACK_MODES, default="auto",
+                   help="train the runs that differ only in seed, mixture or preset as one "
+                   "stacked model (iwgan.engine.stacking): auto where it is faster (CUDA; "
+                   "CPU at small widths such as quick), on (refuses what cannot be "
+                   "stacked), off (one run at a time); stacked members equal single runs "
+                   "within float rounding (docs/stacking.md) (default auto)")
+    p.add_argument("--max-stack", type=positive_int, default=None,
+                   help="at most this many runs in one stacked model (default: all that can "
+                   "share one)")
+
+
+def device_of(args) -> str:
+    """The device asked for (default: CUDA where torch sees one), checked: a device this
+    machine lacks is an error before anything is written."""
+    device = args.device or default_device()
+    check_device(device)
+    return device
+
+
+def seeds_of(args) -> range:
+    if args.first_seed < 0:
+        raise ValueError(f"--first-seed must be non-negative, got {args.first_seed}")
+    return range(args.first_seed, args.first_seed + args.seeds)
+
+
+def grid_configs(args) -> list:
+    """The grid's configs, after checking the device: nothing is written before."""
+    device = device_of(args)
+    profile = args.profile or default_profile(device)
+    return [make_config(profile, method=m, mixture=x, preset=p, seed=s, device=device,
+                        iterations=args.iterations, batch_size=args.batch_size,
+                        stop_rule=args.stop_rule or None)
+            for p in args.presets for x in args.mixtures for m in args.methods
+            for s in seeds_of(args)]
+
+
+def finish_grid(args, experiment: str, configs, rows, wall: float) -> int:
+    """Record the grid's wall time, say what diverged, rebuild the experiment's report."""
+    results = args.out / "results"
+    record_wall_time(results / "benchmarks" / f"{experiment}_wall_time.json", configs, rows,
+                     wall, args.jobs)
+    diverged = [r["run_id"] for r in rows if r["status"] == "diverged"]
+    print(f"{len(rows)} runs in {wall:.0f} s; {len(diverged)} diverged"
+          + (f": {', '.join(diverged)}" if diverged else ""))
+    if not args.no_report:
+        # Imported here: the report modules pull in matplotlib and seaborn, which the
+        # grid's worker processes never need.
+        report = importlib.import_module(f"iwgan.reporting.{experiment}")
+        print(f"report: {report.build_report(results, args.out / 'reports')}")
+    return 0
+
+
+def record_wall_time(path: Path, configs, rows, wall: float, jobs: int) -> None:
+    record = json.loads(path.read_text()) if path.exists() else {}
+    profiles = sorted({c.profile for c in configs})
+    record[",".join(profiles)] = {
+        "runs": len(rows), "wall_seconds": round(wall, 1), "jobs": jobs,
+        "methods": sorted({c.method for c in configs}),
+        "mixtures": sorted({c.mixture for c in configs}),
+        "presets": sorted({c.preset for c in configs}),
+        "seeds": sorted({c.seed for c in configs}),
+        "device": sorted({c.device for c in configs}),
+        "cpu_count": os.cpu_count(), "platform": platform.platform(), "date": now(),
+        # Other processes on the machine inflate wall time: the 1-, 5- and 15-minute load
+        # averages at the end of the grid say how busy it was.
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+    }
+    write_json(path, record)

@@ -1,0 +1,458 @@
+"""Image experiments (Section 5.2, Appendices F and G): training through the one trainer
+(iwgan.engine.trainer) on images, evaluation, and the results table.
+
+What an image run adds to a mixture run is survival: every ``checkpoint_every``
+iterations the trainer writes the networks, the optimisers, the member's generator and
+the data sampler's state atomically, so ``--resume`` continues a killed run and reaches
+the very weights an uninterrupted run reaches (CPU; on CUDA too with ``deterministic``).
+Resuming with a different config is refused with the differing keys listed. Sample grids
+of a fixed set of latent codes are saved every ``sample_every`` iterations.
+
+A run's record is ``runs/<run_id>/`` (config.json, manifest.json, log.jsonl,
+checkpoint.pt, samples/); its results are one row of ``results/images.csv`` and the
+arrays the figures are drawn from, ``results/images/<run_id>.npz`` (uint8 images and
+float32 codes and errors: small enough to commit).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from iwgan.core.losses import mmd_imq, reconstruction_error
+from iwgan.core.methods import METHOD_NAMES, Models, get_method
+from iwgan.data.datasets import (
+    DATASETS,
+    BatchSampler,
+    ImageBatches,
+    ImageData,
+    image_grid,
+    load_dataset,
+    to_uint8,
+)
+from iwgan.engine.config import PRECISIONS, ImageConfig, make_image_config
+from iwgan.engine.devices import check_device
+from iwgan.engine.records import (
+    atomic_write_bytes,
+    finished_image_runs,
+    manifest,
+    manifest_columns,
+    now,
+    save_npz,
+    upsert_image_results,
+    write_json,
+)
+from iwgan.engine.seeds import derived_generator, derived_seed
+from iwgan.engine.trainer import (
+    Checkpoint,
+    Hook,
+    Progress,
+    Trainer,
+    autocast,
+    execution_plan,
+    read_checkpoint,
+)
+from iwgan.experiments.common import add_device_argument, device_of, positive_int, seeds_of
+from iwgan.metrics.fid import (
+    classifier_extractor,
+    distance_to_reference,
+    frechet_distance,
+    inception_extractor,
+    reference_statistics,
+)
+
+
+def save_png(path: Path, grid: np.ndarray) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+@torch.no_grad()
+def in_eval_batches(cfg, models: Models, inputs: torch.Tensor, fn, plan: dict) -> torch.Tensor:
+    """``fn(models, batch)`` over ``inputs`` in ``cfg.eval_batch`` chunks on the run's
+    device, the networks in eval mode (batch norm on its running statistics); float32 on
+    CPU."""
+    models.eval()
+    try:
+        out = []
+        for i in range(0, inputs.shape[0], cfg.eval_batch):
+            batch = inputs[i:i + cfg.eval_batch].to(cfg.device)
+            with autocast(plan):
+                out.append(fn(models, batch).float().cpu())
+        return torch.cat(out)
+    finally:
+        models.train()
+
+
+def generate_images(cfg, models: Models, z: torch.Tensor, plan: dict) -> torch.Tensor:
+    """G(z), in eval batches."""
+    return in_eval_batches(cfg, models, z, get_method(cfg.method).generate, plan)
+
+
+class SampleGrids(Hook):
+    """A PNG grid of G on 64 fixed latent codes every ``sample_every`` iterations and at
+    the last, under ``run_dir/samples/`` (its time is not training time)."""
+
+    def __init__(self, cfg, run_dir: Path, plan: dict):
+        self.cfg, self.dir, self.plan = cfg, Path(run_dir) / "samples", plan
+        self.z = torch.randn(64, cfg.z_dim, generator=derived_generator(cfg.seed, "sample-grid"))
+
+    def on_iteration(self, trainer: Trainer) -> None:
+        it = trainer.iteration
+        if it % self.cfg.sample_every == 0 or it == self.cfg.iterations:
+            with trainer.clock.evaluation():
+                grid = to_uint8(generate_images(self.cfg, trainer.member_models(0), self.z,
+                                                self.plan)).numpy()
+                save_png(self.dir / f"iter_{it:07d}.png", image_grid(grid, 8))
+
+
+class JsonLog(Hook):
+    """Each logged record as one line of ``path`` (log.jsonl)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_log(self, trainer: Trainer, k: int, record: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def train_images(cfg, train: ImageData, run_dir: Path, resume: bool = False,
+                 progress=None, stop_after: int | None = None, on_start=None):
+    """Train ``cfg.method`` on ``train``; returns the trainer's MemberResult.
+
+    ``resume`` continues from ``run_dir/checkpoint.pt`` if there is one. ``stop_after``
+    stops after that iteration without the run's end, as a kill would: for tests.
+    ``progress(n)`` is told of every finished iteration, ``on_start(iteration)`` of the
+    iteration training starts after (0, or the checkpoint's).
+    """
+    if tuple(train.shape) != cfg.input_shape:
+        raise ValueError(f"{cfg.arch} networks take images of shape {cfg.input_shape}, the "
+                         f"{train.name} data has {train.shape}")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.jsonl"
+    plan = execution_plan(cfg)
+    data = ImageBatches(train.images, [BatchSampler(len(train), cfg.batch_size,
+                                                    derived_seed(cfg.seed, "data"))],
+                        check_device(cfg.device))
+    hooks = [JsonLog(log_path), SampleGrids(cfg, run_dir, plan),
+             Checkpoint(ckpt_path, cfg.checkpoint_every)]
+    hooks += [Progress(progress)] if progress else []
+    trainer = Trainer([cfg], data, hooks, resume=ckpt_path if resume else None)
+    if trainer.resumed_from:
+        keep_log_until(log_path, trainer.resumed_from)
+    else:
+        log_path.unlink(missing_ok=True)
+    if on_start:
+        on_start(trainer.resumed_from)
+    return trainer.fit(until=stop_after)[0]
+
+
+def keep_log_until(path: Path, iteration: int) -> None:
+    """Drop log lines past the checkpoint: the resumed run writes them again."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line)["iteration"] <= iteration]
+    atomic_write_bytes(path, "".join(f"{line}\n" for line in kept).encode())
+
+
+# --- evaluation -------------------------------------------------------------------------
+
+INTERPOLATION_PAIRS = 8
+INTERPOLATION_STEPS = 10
+GRID_SAMPLES = 64
+RECONSTRUCTIONS = 16
+BEST_WORST = 8
+CODES_KEPT = 1_000
+
+
+def evaluate_images(cfg, models: Models, validation: ImageData, extractor, reference,
+                    plan: dict) -> tuple[dict, dict]:
+    """The metric and the figure arrays of a trained run, from evaluation-only
+    generators: (metrics for the results row, arrays for results/images/<run>.npz)."""
+    method = get_method(cfg.method)
+    gen = derived_generator(cfg.seed, "evaluation")
+
+    def generated_batches():
+        for i in range(0, cfg.fid_samples, cfg.eval_batch):
+            b = min(cfg.eval_batch, cfg.fid_samples - i)
+            z = torch.randn(b, cfg.z_dim, generator=gen)
+            yield generate_images(cfg, models, z, plan)
+
+    metrics = distance_to_reference(extractor, generated_batches(), cfg.fid_samples, reference)
+    figure_gen = derived_generator(cfg.seed, "figures")
+    arrays = {"samples": to_uint8(generate_images(
+        cfg, models, torch.randn(GRID_SAMPLES, cfg.z_dim, generator=figure_gen), plan)).numpy()}
+    n_val = min(cfg.validation_samples, len(validation))
+    pairs = torch.randperm(n_val, generator=figure_gen)[:2 * INTERPOLATION_PAIRS]
+    pairs = pairs.view(-1, 2) if len(pairs) >= 2 else pairs.repeat(2).view(-1, 2)
+    weights = torch.linspace(0, 1, INTERPOLATION_STEPS)
+    if method.HAS_ENCODER:
+        real = validation.images[:n_val]
+        codes = encode_images(cfg, models, real, plan)
+        recon = generate_images(cfg, models, codes, plan)
+        errors = torch.cat([reconstruction_error(validation.batch(slice(i, i + 1000)),
+                                                 recon[i:i + 1000])
+                            for i in range(0, n_val, 1000)])
+        quality = torch.exp(-errors)
+        order = torch.argsort(quality, descending=True, stable=True)
+        best, worst = order[:BEST_WORST], order.flip(0)[:BEST_WORST]
+        ends = codes[pairs]                       # (pairs, 2, z)
+        arrays.update(
+            interp_kind=np.array("encoded validation pairs"),
+            interp_ends=real[pairs].numpy(),
+            recon_real=real[:RECONSTRUCTIONS].numpy(),
+            recon=to_uint8(recon[:RECONSTRUCTIONS]).numpy(),
+            codes=codes[:CODES_KEPT].numpy().astype(np.float32),
+            recon_errors=errors.numpy().astype(np.float32),
+            best=real[best].numpy(), best_scores=quality[best].numpy().astype(np.float32),
+            best_recon=to_uint8(recon[best]).numpy(),
+            worst=real[worst].numpy(), worst_scores=quality[worst].numpy().astype(np.float32),
+            worst_recon=to_uint8(recon[worst]).numpy())
+        prior = torch.randn(min(n_val, CODES_KEPT), cfg.z_dim, generator=gen)
+        metrics.update(recon_error=float(errors.mean()),
+                       recon_error_median=float(errors.median()),
+                       quality_mean=float(quality.mean()),
+                       latent_mmd=float(mmd_imq(codes[:CODES_KEPT], prior)),
+                       validation_images=n_val)
+    else:
+        ends = torch.randn(len(pairs), 2, cfg.z_dim, generator=figure_gen)
+        arrays["interp_kind"] = np.array("random prior pairs (no encoder)")
+        metrics.update(recon_error=np.nan, recon_error_median=np.nan, quality_mean=np.nan,
+                       latent_mmd=np.nan, validation_images=0)
+    path_z = (ends[:, :1] * (1 - weights[None, :, None])
+              + ends[:, 1:] * weights[None, :, None])   # (pairs, steps, z)
+    interp = generate_images(cfg, models, path_z.reshape(-1, cfg.z_dim), plan)
+    arrays["interp"] = to_uint8(interp).numpy().reshape(*path_z.shape[:2], *interp.shape[1:])
+    return metrics, arrays
+
+
+def encode_images(cfg, models: Models, images: torch.Tensor, plan: dict) -> torch.Tensor:
+    """Q(x) of uint8 images, scaled to [0, 1] on the device, in eval batches."""
+    encode = get_method(cfg.method).encode
+    return in_eval_batches(cfg, models, images,
+                           lambda m, x: encode(m, x.float().div_(255)), plan)
+
+
+# --- one run, end to end ----------------------------------------------------------------
+
+def run_image_experiment(cfg, train: ImageData, validation: ImageData, extractor, reference,
+                         out: Path, resume: bool = False, progress=None,
+                         real_floor: float | None = None, on_start=None) -> dict:
+    """Train (or resume), evaluate and record one run; returns its results row. A
+    diverged run is recorded with its iteration and NaN metrics."""
+    run_dir = Path(out) / "runs" / cfg.run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = manifest(cfg)
+    plan = execution_plan(cfg)
+    for note in plan["notes"]:
+        print(f"note: {note}")
+    record["execution"] = plan
+    record["data"] = {"train": {**train.describe(), "source": train.source},
+                      "validation": {**validation.describe(), "source": validation.source}}
+    write_json(run_dir / "config.json", cfg.to_dict())
+    write_json(run_dir / "manifest.json", record)
+    row = {"run_id": cfg.run_id, "method": cfg.method, "dataset": cfg.dataset,
+           "seed": cfg.seed, "profile": cfg.profile, "arch": cfg.arch, "width": cfg.width,
+           "z_dim": cfg.z_dim, "iterations": cfg.iterations, "batch_size": cfg.batch_size,
+           "lr": cfg.lr, "n_critic": cfg.n_critic, "metric": cfg.metric,
+           "train_images": len(train), "preprocessing": train.preprocessing,
+           "precision_used": plan["precision_used"],
+           "channels_last_used": plan["channels_last_used"],
+           "config_hash": cfg.hash(), **manifest_columns(record)}
+    result = train_images(cfg, train, run_dir, resume=resume, progress=progress,
+                          on_start=on_start)
+    if result.status == "diverged":
+        row.update(status="diverged", diverged_at=result.diverged_at,
+                   iterations_run=result.diverged_at, fd=np.nan, fd_name=extractor.name,
+                   finished=now())
+        write_json(run_dir / "metrics.json", {**_jsonable(row), "error": "non-finite loss "
+                                              f"at iteration {result.diverged_at}"})
+        return row
+    eval_start = time.perf_counter()
+    metrics, arrays = evaluate_images(cfg, result.models, validation, extractor, reference,
+                                      plan)
+    row.update(status="finished", diverged_at=np.nan, iterations_run=result.iterations,
+               resumed_from=result.resumed_from, train_seconds=round(result.wall_time, 2),
+               seconds_per_iteration=round(result.wall_time / max(result.iterations, 1), 4),
+               eval_seconds=round(time.perf_counter() - eval_start, 2), **metrics,
+               fd_real_validation=real_floor, fd_note=extractor.note)
+    save_npz(Path(out) / "results" / "images" / f"{cfg.run_id}.npz", arrays)
+    row["finished"] = now()
+    write_json(run_dir / "metrics.json", _jsonable(row))
+    write_json(run_dir / "manifest.json", {**record, "finished": row["finished"]})
+    return row
+
+
+def _jsonable(row: dict) -> dict:
+    return {k: (None if isinstance(v, float) and math.isnan(v) else
+                v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+
+
+# --- the command: python -m iwgan images ------------------------------------------------
+
+def default_image_profile(dataset: str, device: str) -> str:
+    if torch.device(device).type == "cuda":
+        return "paper"
+    return "cpu" if dataset == "digits" else "smoke"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--dataset", required=True, choices=DATASETS,
+                   help="digits (offline, sklearn), mnist or celeba")
+    p.add_argument("--profile", default=None, help="paper, smoke (and cpu for digits); "
+                   "default: paper on CUDA, else cpu for digits and smoke otherwise")
+    p.add_argument("--methods", nargs="+", default=list(METHOD_NAMES), choices=METHOD_NAMES,
+                   metavar="METHOD", help=f"methods to run (default: all of {METHOD_NAMES})")
+    p.add_argument("--seeds", type=positive_int, default=1, help="number of seeds (default 1)")
+    p.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="MNIST root, or CelebA root (torchvision layout) or a plain folder "
+                   "of img_align_celeba JPEGs; see docs/images.md")
+    p.add_argument("--download", action="store_true",
+                   help="download MNIST / CelebA through torchvision (needs internet)")
+    p.add_argument("--iterations", type=positive_int, help="override the profile's iterations")
+    p.add_argument("--batch-size", type=positive_int, help="override the profile's batch size")
+    p.add_argument("--lr", type=float, default=None, help="override the profile's Adam lr")
+    p.add_argument("--max-train", type=positive_int, help="use only the first N training images")
+    p.add_argument("--metric", choices=("fid", "fd-cnn"), default=None,
+                   help="fid (Inception; needs its weights) or fd-cnn (FD-<data>CNN, "
+                   "offline, digits and mnist); default: the profile's")
+    p.add_argument("--fid-samples", type=positive_int,
+                   help="generated (and real reference) samples for the metric: 10000 by "
+                   "default on the paper profiles, 50000 for the long protocol")
+    p.add_argument("--inception-weights", type=Path, default=None,
+                   help="a local pt_inception-2015-12-05-6726825d.pth (default: the torch hub "
+                   "cache, $TORCH_HOME/hub/checkpoints/)")
+    p.add_argument("--crop", type=lambda t: None if t.lower() == "none" else positive_int(t),
+                   default=None, help="CelebA center crop in px, or none (default 140)")
+    add_device_argument(p)
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="bf16 autocast (CUDA only; fp32 on CPU, recorded)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="channels_last memory format (CUDA only; ignored on CPU, recorded)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="torch CPU threads (default: the profile's)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="decoded images, reference statistics, feature networks "
+                   "(default $IWGAN_CACHE or ~/.cache/iwgan-bench)")
+    p.add_argument("--out", type=Path, default=Path("."),
+                   help="root of results/, runs/ and reports/ (default: .)")
+    p.add_argument("--resume", action="store_true",
+                   help="skip finished runs; continue interrupted ones from their checkpoint")
+    p.add_argument("--no-report", action="store_true", help="do not rebuild the reports")
+
+
+def image_configs(args) -> list[ImageConfig]:
+    """The runs' configs, after checking the device: nothing is written before."""
+    device = device_of(args)
+    profile = args.profile or default_image_profile(args.dataset, device)
+    extra = {"crop": args.crop} if args.dataset == "celeba" and args.crop is not None else {}
+    return [make_image_config(args.dataset, profile, method=m, seed=s,
+                              iterations=args.iterations, batch_size=args.batch_size,
+                              lr=args.lr, max_train=args.max_train, metric=args.metric,
+                              fid_samples=args.fid_samples, device=device,
+                              precision=args.precision, threads=args.threads,
+                              channels_last=args.channels_last or None, **extra)
+            for m in args.methods for s in seeds_of(args)]
+
+
+def build_extractor(cfg, train: ImageData, validation: ImageData, args):
+    device = cfg.device
+    if cfg.metric == "fid":
+        return inception_extractor(args.inception_weights, device=device)
+    return classifier_extractor(train, validation, cache_dir=args.cache_dir, device=device,
+                                recipe={"steps": cfg.classifier_steps})
+
+
+def command(args) -> int:
+    """python -m iwgan images: every method x seed on one dataset, then the reports.
+    Everything that can be wrong (data, weights, a resume with a changed config, the
+    results file's schema) is checked before the first run writes anything."""
+    configs = image_configs(args)
+    first = configs[0]
+    if first.threads:  # before the classifier and reference features, not only training
+        torch.set_num_threads(first.threads)
+    results = args.out / "results"
+    csv = results / "images.csv"
+    done = finished_image_runs(csv) if csv.exists() else set()  # refuses a foreign schema
+    if args.resume:
+        configs = [c for c in configs if (c.run_id, c.hash()) not in done]
+        for cfg in configs:
+            ckpt = args.out / "runs" / cfg.run_id / "checkpoint.pt"
+            if ckpt.exists():
+                read_checkpoint(ckpt, [cfg])
+    if not configs:
+        print("0 runs: every run is finished with this config in results/images.csv")
+        return report(args, results)
+    data_kw = dict(data_dir=args.data_dir, download=args.download, crop=first.crop,
+                   image_size=first.image_size, cache_dir=args.cache_dir)
+    train = load_dataset(first.dataset, "train", max_images=first.max_train, **data_kw)
+    validation = load_dataset(first.dataset, "validation",
+                              max_images=first.validation_samples, **data_kw)
+    extractor = build_extractor(first, train, validation, args)
+    reference = reference_statistics(extractor, train, first.fid_samples, args.cache_dir)
+    floor_mu, floor_sigma, _ = reference_statistics(extractor, validation, first.fid_samples,
+                                                    args.cache_dir)
+    real_floor = frechet_distance(floor_mu, floor_sigma, reference[0], reference[1])
+    print(f"{extractor.name}: reference {reference[2]['n']} {train.name} train images "
+          f"({'cached' if reference[2]['cached'] else 'computed'}); validation vs train "
+          f"(real vs real) = {real_floor:.3f}" + (f"; {extractor.note}" if extractor.note
+                                                  else ""))
+    start = time.perf_counter()
+    rows = []
+    try:
+        for cfg in configs:
+            with tqdm(total=cfg.iterations, desc=cfg.run_id, unit="it", dynamic_ncols=True,
+                      mininterval=1.0) as bar:
+                def on_start(k, bar=bar):
+                    bar.n = bar.last_print_n = bar.initial = k
+                    bar.refresh()
+
+                row = run_image_experiment(cfg, train, validation, extractor, reference,
+                                           args.out, resume=args.resume, progress=bar.update,
+                                           real_floor=real_floor, on_start=on_start)
+            upsert_image_results(csv, [row])
+            rows.append(row)
+            fd = row.get("fd")
+            tqdm.write(f"{cfg.run_id}: {row['status']}, {row['fd_name']} = "
+                       + (f"{fd:.3f}" if isinstance(fd, float) and math.isfinite(fd) else "n/a"))
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are recorded in results/images.csv; re-run with "
+              "--resume to continue from the last checkpoint", file=sys.stderr)
+        return 130
+    wall = time.perf_counter() - start
+    bench = results / "benchmarks" / "images_wall_time.json"
+    record = json.loads(bench.read_text()) if bench.exists() else {}
+    record[f"{first.dataset}-{first.profile}"] = {
+        "runs": len(rows), "wall_seconds": round(wall, 1),
+        "methods": sorted({c.method for c in configs}),
+        "seeds": sorted({c.seed for c in configs}), "device": first.device, "date": now()}
+    if rows:
+        write_json(bench, record)
+    diverged = [r["run_id"] for r in rows if r["status"] == "diverged"]
+    print(f"{len(rows)} runs in {wall:.0f} s; {len(diverged)} diverged"
+          + (f": {', '.join(diverged)}" if diverged else ""))
+    return report(args, results)
+
+
+def report(args, results: Path) -> int:
+    if not args.no_report:
+        # Imported here: matplotlib and seaborn, needed only to rebuild the reports.
+        from iwgan.reporting.images import build_reports
+
+        for path in build_reports(results, args.out / "reports"):
+            print(f"report: {path}")
+    return 0

@@ -1,0 +1,430 @@
+"""The metric-drift check: re-run a small seeded subset of every experiment kind and compare
+its metrics with the committed references, one explicit tolerance per metric.
+
+    python -m iwgan regression            # drift table, reports/regression.md; exit 1 on drift
+    python -m iwgan regression --update   # re-run, show the drift, rewrite the references
+
+Each experiment kind registers a :class:`Subset` in :data:`SUBSETS`: the configs it re-runs,
+how to run them into run directories, and one :class:`MetricSpec` per metric. The check
+reads every metric back from the run directory (``metrics.json``, ``manifest.json``), so a
+reference is traceable to a manifest like any committed result. References live in
+``results/regression/reference.csv``, one row per (kind, case, metric), with the commit
+and the environment that produced them.
+
+Two tolerance regimes (docs/reproducibility.md justifies the numbers):
+
+- **same build**: the references were made with the same torch build, CPU instruction set
+  (``torch.backends.cpu.get_cpu_capability()``), machine architecture and device. A seeded
+  CPU run with one thread is then bit-for-bit reproducible, so every metric must agree to
+  1e-9 relative (1e-12 absolute near zero): exact up to last-bit differences that another
+  numpy/scipy/POT could introduce in the metric code's float64 sums. Any real change in
+  the code that trains or scores moves them by far more.
+- **other build** (another torch, a GPU, a CPU with another vector unit): the float
+  trajectory differs from the first step, and after a few hundred iterations it is as
+  far from the reference as another seed. Each metric then gets a band measured as the
+  seed-to-seed spread of the same subset; it catches gross breakage only. For a full
+  check on such a machine, make references there from a trusted commit (``--update``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from iwgan.core.methods import METHOD_NAMES
+from iwgan.data.mixtures import MIXTURES
+from iwgan.engine.config import MixtureConfig, make_config
+from iwgan.engine.records import ResultsError, atomic_write_text, cpu_model, git_state
+from iwgan.experiments.common import positive_int
+from iwgan.experiments.mode_coverage import run_mode_coverage
+
+REFERENCE_SCHEMA = 2
+REFERENCE = Path("results") / "regression" / "reference.csv"
+REPORT = Path("reports") / "regression.md"
+RUNS = Path("runs") / "regression"
+
+# What makes two environments the "same build": everything that changes torch's float
+# results for a seeded one-thread run.
+FINGERPRINT = ("torch", "cpu_capability", "cpu_model", "machine", "device")
+PROVENANCE = ("commit", "dirty", "config_hash", "numpy", "scipy", "pot", "python", "platform",
+              "threads", "deterministic")
+REFERENCE_COLUMNS = ["schema_version", "kind", "case", "metric", "value", *FINGERPRINT,
+                     *PROVENANCE]
+MANIFEST_KEYS = ("commit", "dirty", "packages", "python", "platform", "device", "threads",
+                 "deterministic", "config", "config_hash", "seed", "command", "started")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """|new - reference| <= abs + rel * |reference|; NaN matches NaN only."""
+
+    abs: float = 0.0
+    rel: float = 0.0
+
+    def allows(self, reference: float, new: float) -> bool:
+        if math.isnan(reference) or math.isnan(new):
+            return math.isnan(reference) and math.isnan(new)
+        return abs(new - reference) <= self.abs + self.rel * abs(reference)
+
+    def __str__(self) -> str:
+        parts = ([f"{self.rel:g} rel"] if self.rel else []) + ([f"{self.abs:g} abs"]
+                                                               if self.abs else [])
+        return " + ".join(parts) or "equal"
+
+
+# Same build: exact up to the last bits of a float64 sum in the metric code.
+EXACT = Tolerance(abs=1e-12, rel=1e-9)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    same: Tolerance     # same build as the references
+    other: Tolerance    # anything else: a band, as wide as another seed
+
+
+@dataclass(frozen=True)
+class Subset:
+    """One experiment kind's share of the check."""
+
+    kind: str                                   # the experiment kind (results/<kind>.csv)
+    configs: tuple[MixtureConfig, ...]              # one case per config, named by its run_id
+    metrics: dict[str, MetricSpec]              # what is compared, with its tolerances
+    run: Callable[[Sequence[MixtureConfig], Path, int], None]  # (configs, runs_root, jobs)
+
+
+# Mode coverage. Bands: 1.5 x the largest difference between two seeds (0, 1, 2) of the
+# same cell over the 12 cells of the subset (36 ordered pairs of a cell's seeds; 27 for
+# the encoder metrics), measured on this suite's CPU machine: another build is as far
+# from the reference as another seed. Counts and percentages get absolute bands; W1 and
+# the encoder metrics, positive and of a scale that varies from cell to cell, relative
+# ones (|a - b| / |a|). At 300 iterations the runs are far from converged (ALI above
+# all), so the bands are wide and catch gross breakage only (a diverged run, a collapse,
+# the MMD term dropped); docs/reproducibility.md has the measurements.
+MODE_COVERAGE_METRICS = {
+    "modes": MetricSpec(EXACT, Tolerance(abs=14)),          # measured max 9 (spiral, ALI)
+    "hq_pct": MetricSpec(EXACT, Tolerance(abs=10.0)),       # 6.28 (spiral, iWGAN)
+    "kl": MetricSpec(EXACT, Tolerance(abs=2.8)),            # 1.82 (ring, iWGAN)
+    "w1": MetricSpec(EXACT, Tolerance(rel=2.5)),            # 1.63 x (ring, iWGAN)
+    "recon_error": MetricSpec(EXACT, Tolerance(rel=3.3)),   # 2.21 x (grid, ALI)
+    "latent_mmd": MetricSpec(EXACT, Tolerance(rel=2.0)),    # 1.35 x (ring, alpha-GAN)
+}
+
+
+def run_mixture_grid(configs, runs_root: Path, jobs: int, stack: str = "off") -> None:
+    # The grid's own results table stays in the regression's run directory: these runs
+    # never enter results/mode_coverage.csv.
+    run_mode_coverage(configs, runs_root / "results.csv", runs_root, jobs=jobs, stack=stack)
+
+
+def run_stacked_grid(configs, runs_root: Path, jobs: int) -> None:
+    run_mixture_grid(configs, runs_root, jobs, stack="on")
+
+
+def mode_coverage_subset(profile: str = "regression", methods=METHOD_NAMES,
+                         mixtures=MIXTURES, preset: str = "paper", seeds=(0,)) -> Subset:
+    """Every method x every mixture, paper preset, seed 0: 12 runs of 300 iterations."""
+    configs = tuple(make_config(profile, method=m, mixture=x, preset=preset, seed=s)
+                    for x in mixtures for m in methods for s in seeds)
+    return Subset("mode_coverage", configs, MODE_COVERAGE_METRICS, run_mixture_grid)
+
+
+def stacked_subset(profile: str = "regression", methods=METHOD_NAMES) -> Subset:
+    """The stacked path the sessions take by default on CPU (iwgan.engine.stacking): per
+    method one model of four members that differ in seed (0, 1) and mixture (RING, GRID;
+    paper preset); 16 runs. Its bands are the mode-coverage ones (another build is as far
+    as another seed)."""
+    configs = tuple(make_config(profile, method=m, mixture=x, preset="paper", seed=s)
+                    for m in methods for x in ("ring", "grid") for s in (0, 1))
+    return Subset("mode_coverage_stacked", configs, MODE_COVERAGE_METRICS, run_stacked_grid)
+
+
+# kind -> factory of its subset. A new experiment kind (convergence, digits, throughput)
+# adds one entry; the check, the references and the report need no other change.
+SUBSETS: dict[str, Callable[[], Subset]] = {
+    "mode_coverage": mode_coverage_subset,
+    "mode_coverage_stacked": stacked_subset,
+}
+
+
+# --- Reading run directories and references -------------------------------------------
+
+def load_run(path: Path) -> tuple[dict, dict]:
+    """(manifest, metrics) of a run directory; a missing or incomplete record is an error
+    naming the file."""
+    path = Path(path)
+    out = []
+    for name, what in (("manifest.json", "manifest"), ("metrics.json", "metrics")):
+        f = path / name
+        if not f.exists():
+            raise ResultsError(f"{f}: missing {what}; the run directory is incomplete (an "
+                               "interrupted or foreign run): re-run it")
+        try:
+            out.append(json.loads(f.read_text()))
+        except json.JSONDecodeError as err:
+            raise ResultsError(f"{f}: not valid JSON ({err}); re-run the run") from err
+    manifest, metrics = out
+    missing = [k for k in MANIFEST_KEYS if k not in manifest]
+    if missing:
+        raise ResultsError(f"{path / 'manifest.json'}: missing field(s) {missing}; the "
+                           "manifest is from an older version of the suite: re-run the run")
+    return manifest, metrics
+
+
+def environment(manifest: dict) -> dict:
+    """The fingerprint and provenance of one run, as reference columns."""
+    packages = manifest["packages"]
+    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_model": cpu_model(), "machine": platform.machine(), "device": manifest["device"],
+            "commit": manifest["commit"], "dirty": manifest["dirty"],
+            "config_hash": manifest["config_hash"], "numpy": packages.get("numpy"),
+            "scipy": packages.get("scipy"), "pot": packages.get("pot"),
+            "python": manifest["python"], "platform": manifest["platform"],
+            "threads": manifest["threads"],
+            "deterministic": manifest["deterministic"]["use_deterministic_algorithms"]}
+
+
+def read_references(path: Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise ResultsError(f"{path}: no references; make them with "
+                           "`python -m iwgan regression --update` (docs/reproducibility.md)")
+    # Last-bit parsing differences between pandas versions are far inside the 1e-9 tolerance.
+    df = pd.read_csv(path, dtype={"value": float})
+    missing = [c for c in REFERENCE_COLUMNS if c not in df.columns]
+    if missing:
+        raise ResultsError(f"{path}: missing column(s) {missing}; the file is from an older "
+                           "or foreign schema: rewrite it with `python -m iwgan regression "
+                           "--update`")
+    versions = set(df["schema_version"].unique())
+    if versions != {REFERENCE_SCHEMA}:
+        raise ResultsError(f"{path}: schema version(s) {sorted(versions)}, this suite reads "
+                           f"version {REFERENCE_SCHEMA}: rewrite it with `python -m iwgan "
+                           "regression --update`")
+    dup = df[df.duplicated(["kind", "case", "metric"], keep=False)]
+    if len(dup):
+        raise ResultsError(f"{path}: duplicate reference(s) for "
+                           f"{sorted(set(zip(dup.case, dup.metric)))}")
+    return df
+
+
+def check_coverage(refs: pd.DataFrame, subsets: list[Subset], path: Path,
+                   all_kinds: bool) -> None:
+    """Refuse, before anything runs, references that do not match the subsets one to one."""
+    kinds = {s.kind for s in subsets}
+    if all_kinds:
+        unknown = sorted(set(refs.kind) - kinds)
+        if unknown:
+            raise ResultsError(f"{path}: reference kind(s) {unknown} have no regression "
+                               f"subset (known: {sorted(SUBSETS)}); rewrite the references "
+                               "with `python -m iwgan regression --update`")
+    for s in subsets:
+        ref = refs[refs.kind == s.kind]
+        have = {c.run_id for c in s.configs}
+        orphans = sorted(set(ref.case) - have)
+        if orphans:
+            raise ResultsError(f"{path}: reference case(s) {orphans} of kind {s.kind!r} have "
+                               "no matching new run in the regression subset; rewrite the "
+                               "references with `python -m iwgan regression --update`")
+        absent = sorted(have - set(ref.case))
+        if absent:
+            raise ResultsError(f"{path}: no reference for case(s) {absent} of kind "
+                               f"{s.kind!r}; make them with `python -m iwgan regression "
+                               "--update`")
+        for case, g in ref.groupby("case"):
+            if set(g.metric) != set(s.metrics):
+                raise ResultsError(f"{path}: case {case!r} has metrics {sorted(g.metric)}, "
+                                   f"the subset compares {sorted(s.metrics)}; rewrite the "
+                                   "references with `python -m iwgan regression --update`")
+
+
+# --- Running and comparing -------------------------------------------------------------
+
+def collect(subset: Subset, runs_root: Path) -> pd.DataFrame:
+    """Long table of the subset's new metrics, read back from its run directories."""
+    rows = []
+    for cfg in subset.configs:
+        manifest, metrics = load_run(runs_root / cfg.run_id)
+        env = environment(manifest)
+        for name in subset.metrics:
+            if name not in metrics:
+                raise ResultsError(f"{runs_root / cfg.run_id / 'metrics.json'}: no metric "
+                                   f"{name!r}")
+            value = metrics[name]
+            rows.append({"schema_version": REFERENCE_SCHEMA, "kind": subset.kind,
+                         "case": cfg.run_id, "metric": name,
+                         "value": float("nan") if value is None else float(value), **env})
+    return pd.DataFrame(rows, columns=REFERENCE_COLUMNS)
+
+
+def fmt(value) -> str:
+    if isinstance(value, str):
+        return value
+    if math.isnan(value):
+        return "nan"
+    return f"{value:.12g}"
+
+
+def compare(refs: pd.DataFrame | None, new: pd.DataFrame, subsets: list[Subset]) -> list[dict]:
+    """The drift table: per case, its config hash, then one row per metric."""
+    specs = {s.kind: s.metrics for s in subsets}
+    by_case = {} if refs is None else {k: g for k, g in refs.groupby(["kind", "case"])}
+    rows = []
+    for (kind, case), g in new.groupby(["kind", "case"], sort=False):
+        ref = by_case.pop((kind, case), None)
+        if ref is None:
+            rows += [dict(kind=kind, case=case, metric=r.metric, reference="–",
+                          new=fmt(r.value), tolerance="–", verdict="NO REFERENCE")
+                     for r in g.itertuples(index=False)]
+            continue
+        now, then = g.iloc[0], ref.iloc[0]
+        same = all(str(now[k]) == str(then[k]) for k in FINGERPRINT)
+        rows.append(dict(kind=kind, case=case, metric="config_hash",
+                         reference=then.config_hash, new=now.config_hash, tolerance="equal",
+                         verdict="ok" if then.config_hash == now.config_hash else "DRIFT"))
+        values = dict(zip(ref.metric, ref.value))
+        for r in g.itertuples(index=False):
+            spec = specs[kind][r.metric]
+            tol = spec.same if same else spec.other
+            if r.metric not in values:
+                rows.append(dict(kind=kind, case=case, metric=r.metric, reference="–",
+                                 new=fmt(r.value), tolerance="–", verdict="NO REFERENCE"))
+                continue
+            rows.append(dict(kind=kind, case=case, metric=r.metric,
+                             reference=fmt(values[r.metric]), new=fmt(r.value),
+                             tolerance=str(tol) + ("" if same else " (band)"),
+                             verdict="ok" if tol.allows(values[r.metric], r.value)
+                             else "DRIFT"))
+    for (kind, case), ref in by_case.items():
+        if kind in specs:   # a reference whose case this subset no longer runs
+            rows += [dict(kind=kind, case=case, metric=r.metric, reference=fmt(r.value),
+                          new="–", tolerance="–", verdict="NO NEW RUN")
+                     for r in ref.itertuples(index=False)]
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    cols = ["kind", "case", "metric", "reference", "new", "tolerance", "verdict"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def describe(env: pd.DataFrame) -> str:
+    first = env.iloc[0]
+    return (f"torch {first.torch}, CPU capability {first.cpu_capability}, "
+            f"{first.machine}, device {first.device}, numpy {first.numpy}, "
+            f"{first.threads} thread(s), deterministic={first.deterministic}")
+
+
+def regime(refs: pd.DataFrame, new: pd.DataFrame) -> str:
+    a = refs[list(FINGERPRINT)].astype(str).drop_duplicates()
+    b = new[list(FINGERPRINT)].astype(str).drop_duplicates()
+    if len(a) == 1 and len(b) == 1 and a.iloc[0].equals(b.iloc[0]):
+        return ("**same build** as the references: every metric must agree to 1e-9 "
+                "relative (exact up to float64 summation order)")
+    return ("**another build** than the references (torch, CPU capability, machine or "
+            "device differ): metrics are held to seed-to-seed bands, which catch gross "
+            "breakage only; for a full check make references on this machine from a "
+            "trusted commit")
+
+
+def report_text(rows: list[dict], refs: pd.DataFrame, new: pd.DataFrame) -> str:
+    drifted = [r for r in rows if r["verdict"] != "ok"]
+    verdict = (f"**PASS**: all {len(rows)} comparisons within tolerance." if not drifted else
+               f"**FAIL**: {len(drifted)} of {len(rows)} comparisons drifted.")
+    commits = ", ".join(f"`{str(c)[:10]}`" + (" (uncommitted changes)" if str(d) == "True"
+                                               else "")
+                        for c, d in sorted(set(zip(refs.commit, refs.dirty.astype(str)))))
+    kinds = ", ".join(f"`{k}` ({len(set(g.case))} runs)" for k, g in new.groupby("kind"))
+    return "\n".join([
+        "# Metric regression check", "",
+        "Written by `nox -s regression` (`python -m iwgan regression`); do not edit. It "
+        "re-runs a small seeded subset of every experiment kind and compares each metric "
+        f"with the committed references in `{REFERENCE.as_posix()}`. Tolerances and how to "
+        "update the references: `docs/reproducibility.md`.", "",
+        verdict, "",
+        f"- Subsets: {kinds}.",
+        f"- References: made at commit {commits} with {describe(refs)}.",
+        f"- This run: {describe(new)}; its run directories (manifests, logs, samples) are "
+        f"under `{RUNS.as_posix()}/`.",
+        f"- Regime: {regime(refs, new)}.", "",
+        markdown_table(rows), ""])
+
+
+def run_regression(out: Path = Path("."), update: bool = False, kinds=None, jobs: int = 1,
+                   subsets: list[Subset] | None = None) -> int:
+    """Run the check (or ``update`` the references); 0 when nothing drifted, else 1.
+
+    ``subsets`` replaces the registered ones (tests use tiny ones). With ``jobs`` > 1 the
+    runs go to worker processes, so in-process patches do not reach them.
+    """
+    out = Path(out)
+    all_kinds = subsets is None and not kinds
+    if subsets is None:
+        subsets = [SUBSETS[k]() for k in (kinds or SUBSETS)]
+    ref_path, report_path, runs_root = out / REFERENCE, out / REPORT, out / RUNS
+    refs = None
+    if update:
+        if ref_path.exists():
+            try:
+                refs = read_references(ref_path)
+            except ResultsError as err:
+                if not all_kinds:   # the other kinds' references would be lost
+                    raise
+                print(f"warning: {err}; rewriting it whole")
+    else:
+        refs = read_references(ref_path)
+        check_coverage(refs, subsets, ref_path, all_kinds)
+    commit = git_state()
+    print(f"regression: {sum(len(s.configs) for s in subsets)} runs of "
+          f"{', '.join(s.kind for s in subsets)} at commit {commit['commit'][:10]}"
+          + (" (uncommitted changes)" if commit["dirty"] else ""), flush=True)
+    start = time.perf_counter()
+    for s in subsets:
+        s.run(s.configs, runs_root / s.kind, jobs)
+    new = pd.concat([collect(s, runs_root / s.kind) for s in subsets], ignore_index=True)
+    wall = time.perf_counter() - start
+    rows = compare(refs, new, subsets)
+    if update:
+        if refs is not None:
+            print("Drift of the new run against the old references (being replaced):")
+            print(markdown_table(rows))
+        kept = (refs[~refs.kind.isin(new.kind)] if refs is not None and not all_kinds
+                else None)
+        merged = new if kept is None else pd.concat([kept, new], ignore_index=True)
+        atomic_write_text(ref_path, merged.to_csv(index=False))
+        refs = merged
+        rows = compare(refs, new, subsets)
+        print(f"references rewritten: {ref_path}")
+    text = report_text(rows, refs[refs.kind.isin(new.kind)], new)
+    atomic_write_text(report_path, text)
+    print(text)
+    runs = len(new[["kind", "case"]].drop_duplicates())
+    print(f"report: {report_path}; {runs} runs in {wall:.0f} s")
+    return 0 if all(r["verdict"] == "ok" for r in rows) else 1
+
+
+# --- Command line ----------------------------------------------------------------------
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--update", action="store_true",
+                   help="re-run, show the drift, then rewrite the references (commit them)")
+    p.add_argument("--kinds", nargs="+", choices=list(SUBSETS), metavar="KIND",
+                   help=f"experiment kinds to check (default: all of {list(SUBSETS)})")
+    p.add_argument("--jobs", type=positive_int, default=2,
+                   help="parallel processes (default 2)")
+    p.add_argument("--out", type=Path, default=Path("."),
+                   help="root of results/, reports/ and runs/ (default: .)")
+
+
+def command(args) -> int:
+    return run_regression(args.out, update=args.update, kinds=args.kinds, jobs=args.jobs)

@@ -1,0 +1,160 @@
+"""ALI/BiGAN and alpha-GAN: one step per option, losses on hand-made cases, bad options.
+
+The hand-made cases zero a discriminator's output layer so that it outputs the logit 0
+everywhere: every GAN term sp(+-0) is then log 2, and every density-ratio term is 0.
+"""
+
+import math
+
+import pytest
+import torch
+
+from baselines import ali, alpha_gan
+from iwgan.core.methods import get_method
+from iwgan.core.networks import build_networks
+from iwgan.data.mixtures import MixtureBatches
+from iwgan.engine.config import make_config
+from iwgan.engine.trainer import Trainer, train
+
+LOG2 = math.log(2)
+VARIANTS = [("ali", {}), ("ali", {"encoder": "stochastic"}),
+            ("alpha_gan", {}), ("alpha_gan", {"adversarial_loss": "non_saturating"})]
+
+
+def batch(cfg):
+    return torch.randn(cfg.batch_size, 2), torch.randn(cfg.batch_size, cfg.z_dim)
+
+
+def noise(cfg):
+    return {"code_noise": torch.randn(cfg.batch_size, cfg.z_dim)}
+
+
+def logs_of(loss_fn, models, cfg, x=None, z=None):
+    """A method's loss function on a batch: its logs as floats."""
+    if x is None:
+        x, z = batch(cfg)
+    _, logs = loss_fn(models, x, z, cfg, noise(cfg))
+    return {k: float(v) for k, v in logs.items()}
+
+
+def zero_output_layer(net):
+    with torch.no_grad():
+        net[-1].weight.zero_()
+        net[-1].bias.zero_()
+
+
+def snapshot(models):
+    return {k: [p.detach().clone() for p in m.parameters()] for k, m in models.named().items()}
+
+
+@pytest.mark.parametrize(("method", "options"), VARIANTS)
+def test_one_step_of_each_phase_updates_every_module_and_logs_finite_detached_values(
+        method, options):
+    cfg = make_config("tiny", method=method, options=options)
+    module = get_method(method)
+    trainer = Trainer([cfg], MixtureBatches([cfg]))
+    models = trainer.members.member(0)
+    before = snapshot(models)
+    logs = {}
+    for phase in module.phases(cfg):
+        logs.update(trainer.members.step(phase, *trainer.members.draw(phase, trainer.data)))
+    assert set(logs) == set(module.LOGS)
+    for name, value in logs.items():
+        assert value.shape == () and not value.requires_grad and math.isfinite(value), name
+    after = snapshot(models)
+    for name in before:
+        assert any(not torch.equal(a, b) for a, b in zip(before[name], after[name])), name
+
+
+@pytest.mark.parametrize("encoder", ["deterministic", "stochastic"])
+def test_ali_losses_are_2_log_2_when_the_discriminator_outputs_logit_0(encoder):
+    cfg = make_config("tiny", method="ali", options={"encoder": encoder})
+    models = ali.build(cfg)
+    zero_output_layer(models.critic)
+    logs = logs_of(ali.critic_loss, models, cfg)
+    assert logs["discriminator_loss"] == pytest.approx(2 * LOG2)
+    assert logs["d_real"] == pytest.approx(0.5)
+    assert logs["d_fake"] == pytest.approx(0.5)
+    logs = logs_of(ali.generator_loss, models, cfg)
+    assert logs["generator_loss"] == pytest.approx(2 * LOG2)
+
+
+@pytest.mark.parametrize(("adversarial_loss", "g_terms", "q_terms"),
+                         [("density_ratio", 0.0, 0.0), ("non_saturating", 2 * LOG2, LOG2)])
+def test_alpha_gan_losses_on_logit_0_discriminators_and_a_zero_generator(
+        adversarial_loss, g_terms, q_terms):
+    lambda_rec = 2.5
+    cfg = make_config("tiny", method="alpha_gan",
+                      options={"lambda_rec": lambda_rec, "adversarial_loss": adversarial_loss})
+    models = alpha_gan.build(cfg)
+    zero_output_layer(models.critic)
+    zero_output_layer(models.extra["code_critic"])
+    logs = logs_of(alpha_gan.critic_loss, models, cfg)
+    assert logs["discriminator_loss"] == pytest.approx(3 * LOG2)
+    assert logs["code_discriminator_loss"] == pytest.approx(2 * LOG2)
+
+    zero_output_layer(models.generator)  # G(.) = 0, so the L1 error is ||x||_1
+    x, z = batch(cfg)
+    logs = logs_of(alpha_gan.generator_loss, models, cfg, x, z)
+    l1 = x.abs().sum(dim=1).mean().item()
+    assert logs["reconstruction"] == pytest.approx(l1)
+    assert logs["generator_loss"] == pytest.approx(lambda_rec * l1 + g_terms)
+    assert logs["encoder_loss"] == pytest.approx(lambda_rec * l1 + q_terms)
+
+
+def test_alpha_gan_encoder_learns_only_from_reconstruction_and_the_code_discriminator():
+    # No reconstruction weight and a constant code discriminator: whatever the image
+    # discriminator says, Q must not move (Algorithm 1 gives D's gradient to G only).
+    cfg = make_config("tiny", method="alpha_gan", options={"lambda_rec": 0.0})
+    models = alpha_gan.build(cfg)
+    with torch.no_grad():
+        for p in models.extra["code_critic"].parameters():
+            p.zero_()
+    loss, _ = alpha_gan.generator_loss(models, *batch(cfg), cfg, {})
+    loss.backward()
+    assert all(p.grad is None or not p.grad.any() for p in models.encoder.parameters())
+    assert any(p.grad is not None and p.grad.any() for p in models.generator.parameters())
+
+
+def test_ali_stochastic_encoder_samples_around_the_mean_that_encode_returns():
+    cfg = make_config("tiny", method="ali", options={"encoder": "stochastic"})
+    models = ali.build(cfg)
+    x = torch.randn(64, 2)
+    with torch.no_grad():
+        first = ali.code(models, x, {"code_noise": torch.randn(64, cfg.z_dim)})
+        second = ali.code(models, x, {"code_noise": torch.randn(64, cfg.z_dim)})
+        mean = ali.code(models, x, {"code_noise": torch.zeros(64, cfg.z_dim)})
+    assert not torch.equal(first, second)
+    assert torch.allclose(mean, models.encoder(x))
+    assert torch.equal(ali.encode(models, x), ali.encode(models, x))
+    assert torch.equal(ali.encode(models, x), models.encoder(x).detach())
+    deterministic = ali.build(make_config("tiny", method="ali"))
+    assert "log_std" not in deterministic.extra
+    assert torch.equal(ali.code(deterministic, x, {}), deterministic.encoder(x))
+
+
+def test_the_extra_modules_have_their_documented_sizes_at_width_1():
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    models = ali.build(make_config("quick", method="ali", width=1.0,
+                                   options={"encoder": "stochastic"}))
+    assert count(models.extra["z_path"]) == 5 * 512 + 512
+    assert count(models.extra["log_std"]) == 128 * 5 + 5
+    models = alpha_gan.build(make_config("quick", method="alpha_gan", width=1.0))
+    critic = build_networks("mixture", 1.0, 5).critic
+    assert count(models.extra["code_critic"]) == count(critic) + 3 * 512  # z is 5-d, x 2-d
+
+
+@pytest.mark.parametrize("method", ["iwgan", "wgan_gp", "alpha_gan"])
+def test_the_stochastic_encoder_option_is_refused_by_methods_without_it(method):
+    with pytest.raises(ValueError, match=rf"method '{method}' has no option 'encoder'"):
+        make_config("tiny", method=method, options={"encoder": "stochastic"})
+
+
+@pytest.mark.parametrize(("method", "options", "named"), [
+    ("ali", {"encoder": "gaussian"}, "'encoder'"),
+    ("alpha_gan", {"lambda_rec": -1.0}, "'lambda_rec'"),
+    ("alpha_gan", {"adversarial_loss": "hinge"}, "'adversarial_loss'"),
+])
+def test_a_bad_option_value_names_the_method_and_the_option(method, options, named):
+    with pytest.raises(ValueError, match=rf"method '{method}' option {named}"):
+        train(make_config("tiny", method=method, options=options))

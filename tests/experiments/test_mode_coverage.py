@@ -1,0 +1,65 @@
+"""Tiny end-to-end runs of the command-line entry point behind the nox sessions."""
+
+import pandas as pd
+import pytest
+
+from iwgan.cli import main
+from iwgan.engine.records import SCHEMA_VERSION, read_results
+
+pytestmark = pytest.mark.slow
+
+
+def test_mode_coverage_end_to_end_then_the_report_is_rebuilt_from_results(tmp_path):
+    rc = main(["mode-coverage", "--profile", "tiny", "--seeds", "1", "--mixtures", "ring",
+               "--out", str(tmp_path), "--jobs", "1"])
+    assert rc == 0
+    df = read_results(tmp_path / "results" / "mode_coverage.csv")
+    assert len(df) == 2 * 4  # presets x methods
+    assert set(df.status) == {"finished"}
+    assert (tmp_path / "results" / "mode_coverage_samples" / f"{df.run_id[0]}.npy").exists()
+    run = tmp_path / "runs" / df.run_id[0]
+    for name in ("config.json", "manifest.json", "log.jsonl", "metrics.json", "samples.npy",
+                 "checkpoint.pt"):
+        assert (run / name).exists(), name
+    report = (tmp_path / "reports" / "mode_coverage.md").read_text()
+    assert "tiny profile, literature preset" in report and "| ring | iwgan |" in report
+    first = report
+    assert main(["reports", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "reports" / "mode_coverage.md").read_text() == first
+
+
+def test_resume_skips_finished_runs(tmp_path, capsys):
+    args = ["mode-coverage", "--profile", "tiny", "--seeds", "1", "--mixtures", "ring",
+            "--methods", "wgan_gp", "--presets", "paper", "--out", str(tmp_path), "--jobs", "1",
+            "--no-report"]
+    assert main(args) == 0
+    assert main([*args, "--resume"]) == 0
+    assert "0 runs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", [["--methods", "vae"], ["--mixtures", "moons"],
+                                 ["--presets", "veegan"], ["--profile", "huge"],
+                                 ["--iterations", "0"], ["--batch-size", "-3"], ["--seeds", "0"]])
+def test_bad_input_exits_non_zero_and_writes_nothing(tmp_path, bad):
+    with pytest.raises(SystemExit) as err:
+        main(["mode-coverage", "--out", str(tmp_path), *bad])
+    assert err.value.code != 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_results_of_an_older_schema_are_a_clear_error(tmp_path, capsys):
+    results = tmp_path / "results"
+    results.mkdir()
+    pd.DataFrame([{"schema_version": SCHEMA_VERSION - 1, "run_id": "x", "method": "iwgan",
+                   "mixture": "ring", "preset": "paper", "seed": 0, "profile": "quick"}]
+                 ).to_csv(results / "mode_coverage.csv", index=False)
+    assert main(["reports", "--out", str(tmp_path)]) == 2
+    assert "schema" in capsys.readouterr().err
+    pd.DataFrame([{"run_id": "x"}]).to_csv(results / "mode_coverage.csv", index=False)
+    assert main(["reports", "--out", str(tmp_path)]) == 2
+    assert "missing column" in capsys.readouterr().err
+
+
+def test_reports_without_results_is_a_clear_error(tmp_path, capsys):
+    assert main(["reports", "--out", str(tmp_path)]) == 2
+    assert "no results" in capsys.readouterr().err
