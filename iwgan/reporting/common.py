@@ -83,19 +83,19 @@ def rel(path: Path, start: Path) -> str:
     return Path(path).resolve().relative_to(Path(start).resolve()).as_posix()
 
 
-def batching_note(df: pd.DataFrame) -> list[str]:
-    """How the runs were trained: one by one, or K seeds of a cell as one batched model
-    (iwgan.engine.stacking; the ``batch_seeds`` column, absent or 1 for a sequential run)."""
-    k = (df["batch_seeds"] if "batch_seeds" in df else pd.Series(1, index=df.index))
-    k = k.fillna(1).astype(int)
-    parts = [f"{int((k == 1).sum())} runs trained one seed at a time"] if (k == 1).any() else []
-    parts += [f"{int((k == kk).sum())} runs as members of batches of K = {kk} seeds"
+def stacking_note(df: pd.DataFrame) -> list[str]:
+    """How the runs were trained: one at a time, or K runs as one stacked model
+    (iwgan.engine.stacking; the ``stacked`` column, 1 for a single run)."""
+    k = df["stacked"].fillna(1).astype(int)
+    parts = [f"{int((k == 1).sum())} runs trained one at a time"] if (k == 1).any() else []
+    parts += [f"{int((k == kk).sum())} runs as members of stacked models of K = {kk} runs"
               for kk in sorted(set(k[k > 1]))]
     text = "- Training: " + "; ".join(parts) + "."
     if (k > 1).any():
-        text += (" A batched member is its sequential run up to float rounding "
-                 "(`iwgan.engine.stacking`, equal to 1e-9 in float64 in `tests/test_batched.py`); "
-                 "its seconds are its share of the batch's (/ K).")
+        text += (" A stacked member is its single run up to float rounding "
+                 "(`iwgan.engine.stacking`, equal to 1e-9 in float64 in "
+                 "`tests/engine/test_stacking.py`); its seconds are its share of the "
+                 "stack's (/ K).")
     return [text]
 
 
@@ -107,7 +107,7 @@ def provenance_section(df: pd.DataFrame, profiles: bool = False) -> list[str]:
         flag = " (uncommitted changes)" if str(dirty) == "True" else ""
         which = f" ({', '.join(sorted(set(g.profile)))})" if profiles else ""
         out.append(f"- `{command}` at commit `{str(commit)[:10]}`{flag}: {len(g)} runs{which}")
-    return out + batching_note(df) + [""]
+    return out + stacking_note(df) + [""]
 
 
 def wall_time_section(results: Path, experiment: str) -> list[str]:

@@ -449,16 +449,16 @@ def runtime_section(df, results) -> list[str]:
         rows += [runtime_row(g, profile, method)
                  for method, g in p.groupby("method", sort=False)]
         rows.append(runtime_row(p, profile, "all methods"))
-    batched = "batch_seeds" in df and (df.batch_seeds.fillna(1) > 1).any()
+    stacked = (df.stacked.fillna(1) > 1).any()
     out = ["## Runtime", "",
            "Seconds per run on the machine that produced the results (mean ± s.e.). "
            "*Periodic eval* is everything done every M iterations (eq. (4) copies, the W1 "
            "transports, mode coverage); *eval / train* is its total over the runs against "
            "their total training time (budget: 30 %). The final evaluation (2,500-point "
            "metrics) and the latent, quality and interpolation analyses run once."
-           + (" Batched runs' training seconds are their share of the batch (/ K), while "
-              "each member is evaluated on its own, so batching raises *eval / train*; "
-              "a method with cheap steps (ALI's 1 + 1) shows it most." if batched else ""),
+           + (" Stacked runs' training seconds are their share of the stack (/ K), while "
+              "each member is evaluated on its own, so stacking raises *eval / train*; "
+              "a method with cheap steps (ALI's 1 + 1) shows it most." if stacked else ""),
            "", markdown_table(pd.DataFrame(rows)), ""]
     return out + wall_time_section(results, "convergence")
 
