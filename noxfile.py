@@ -23,7 +23,7 @@ def install(session, extras=""):
 @nox.session
 def tests(session):
     """The test suite (closed-form checks, one step per method, tiny end-to-end runs)."""
-    install(session, "test")
+    install(session, "test,cluster")
     session.run("pytest", *session.posargs)
 
 

@@ -7,6 +7,8 @@ directly. Bad input is refused before anything is written, with exit code 2.
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +21,31 @@ def cmd_reports(args) -> int:
     for path in build_all(args.out / "results", args.out / "reports"):
         print(f"report: {path}")
     return 0
+
+
+def check_out(out: Path) -> None:
+    """``--out`` must be a folder this process can write: refused before anything runs."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder; give a folder")
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--out {out}: {existing} is a file, not a folder; give a folder")
+    if not os.access(existing, os.W_OK):
+        raise ValueError(f"--out {out}: {existing} is not writable; choose another --out")
+
+
+def io_error(err: OSError) -> str:
+    """One line: what could not be written, why, and what to do about it."""
+    what = f"cannot write {err.filename}" if err.filename else "an I/O operation failed"
+    fix = {errno.ENOSPC: "free disk space or choose another --out",
+           errno.EDQUOT: "free disk space or choose another --out",
+           errno.EROFS: "the file system is read-only: choose another --out",
+           errno.EACCES: "permission denied: choose a writable --out",
+           errno.EPERM: "permission denied: choose a writable --out",
+           errno.ENOTDIR: "a file stands where a folder should be: choose another --out",
+           errno.EISDIR: "a folder stands where a file should be: remove it"}
+    return f"{what}: {err.strerror or err}; {fix.get(err.errno, 'check the path and retry')}"
 
 
 COMMANDS = [
@@ -57,10 +84,15 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_reports)
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "out", None) is not None:
+            check_out(args.out)
         return args.func(args)
     except ValueError as err:  # bad input: a clear message, non-zero exit
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:     # the disk: full, read-only, a file where a folder should be
+        print(f"error: {io_error(err)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished runs are recorded in results/; --resume skips them",
               file=sys.stderr)

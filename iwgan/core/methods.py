@@ -124,10 +124,15 @@ def adam(params, cfg) -> torch.optim.Adam:
     return torch.optim.Adam(list(params), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
 
-def descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params) -> None:
-    """One optimiser step on ``loss``; gradients reach only ``params`` (the optimiser's)."""
+def descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params,
+            sync=None) -> None:
+    """One optimiser step on ``loss``; gradients reach only ``params`` (the optimiser's);
+    ``sync(params)``, if given, runs between the backward pass and the step (data
+    parallelism averages the gradients over processes there)."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward(inputs=params)
+    if sync is not None:
+        sync(params)
     optimizer.step()
 
 

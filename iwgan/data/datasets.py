@@ -226,6 +226,10 @@ def celeba_files(split: str, folder: Path, partition: Path | None) -> list[Path]
     if not present:
         raise DatasetError(f"CelebA: no images (*.jpg, *.png) in {folder}.\n{CELEBA_LAYOUT}")
     if partition is None:
+        if len(present) < 2:
+            raise DatasetError(f"CelebA: {folder} holds {len(present)} image; a plain folder "
+                               "needs at least 2 (the last 10% by name, at least one, are "
+                               f"the validation split).\n{CELEBA_LAYOUT}")
         n_val = max(1, len(present) // 10)
         return present[-n_val:] if split == "validation" else present[:-n_val]
     wanted = []
@@ -260,7 +264,9 @@ def load_celeba(split: str, data_dir: Path | None, *, download=False, crop: int 
     preprocessing = (f"center crop {crop} px, " if crop else "no crop, ") + \
         f"resize to {image_size}x{image_size} (PIL bilinear, antialiased), / 255"
     key = hashlib.sha256(json.dumps({
-        "v": 1, "files": [(p.name, p.stat().st_size) for p in files], "crop": crop,
+        # A file rewritten in place (same name and size) has another modification time.
+        "v": 2, "files": [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files],
+        "crop": crop,
         "size": image_size}).encode()).hexdigest()[:20]
     cached = (cache_dir or default_cache_dir()) / "images" / f"celeba-{split}-{key}.npy"
     if cached.exists():

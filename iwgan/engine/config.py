@@ -214,6 +214,30 @@ def _make(cls, profiles: dict, profile: str, settings: dict, overrides: dict):
     return cls(profile=profile, **values)
 
 
+def parse_field(name: str, text: str, cls=None):
+    """``text`` as the value of config field ``name`` (bool, int, float, str, or JSON for
+    options); an unknown field or an unparsable value is an error naming both."""
+    cls = cls or MixtureConfig
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if name not in fields:
+        raise ValueError(f"unknown config field {name!r}; known fields: {sorted(fields)}")
+    kind = type(getattr(cls(), name))
+    try:
+        if kind is bool:
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return text.lower() in ("true", "1")
+        if kind is dict:
+            value = json.loads(text)
+            if not isinstance(value, dict):
+                raise ValueError
+            return value
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"config field {name!r} takes a {kind.__name__}, got {text!r}") \
+            from None
+
+
 def check_choice(kind: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"unknown {kind} {value!r}; valid choices: {', '.join(choices)}")
@@ -251,6 +275,10 @@ PROFILES: dict[str, dict] = {
                   threads=1),
     "long": dict(width=0.25, iterations=7_500, batch_size=64, lr=1e-3, n_critic=2,
                  threads=1),
+    # "converged": one recipe for all four methods with which they reach their plateau
+    #   on the CPU (iwgan.metrics.plateau); the search and its numbers: docs/converged.md.
+    "converged": dict(width=0.25, iterations=5_000, batch_size=64, lr=1e-3,
+                      lr_schedule="linear", n_critic=5, threads=1),
     "tiny": dict(width=0.05, iterations=6, batch_size=32, lr=1e-3, n_critic=2, log_every=2,
                  eval_samples=300, threads=1),
     "regression": dict(width=0.25, iterations=300, batch_size=64, lr=1e-3, n_critic=2,

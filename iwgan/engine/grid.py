@@ -1,11 +1,22 @@
 """Run a grid of units (tuples of configs trained as one model, iwgan.engine.stacking), in
 parallel processes, with progress bars and an ETA, handing each finished unit's result
-to ``record`` at once so an interrupted grid loses nothing."""
+to ``record`` at once so an interrupted grid loses nothing.
+
+The worker processes die with the grid: a worker whose parent is gone (killed, even by
+SIGKILL, which nothing can catch) exits at once (Linux: the kernel's parent-death
+signal; elsewhere a watchdog thread polling the parent's pid), so no orphan finishes its
+run into ``runs/`` behind a resumed grid's back."""
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
+import os
 import queue as queue_lib
+import signal
+import sys
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
@@ -40,7 +51,30 @@ def unit_id(unit) -> str:
     return unit[0].run_id if len(unit) == 1 else f"{unit[0].run_id} (+{len(unit) - 1} stacked)"
 
 
-def _worker(runner, unit, messages):
+_MESSAGES = None   # a worker's progress queue, set by its initializer
+
+
+def _die_with_parent(parent: int, messages) -> None:
+    """Worker initializer: exit when the grid's process ``parent`` is gone."""
+    global _MESSAGES
+    _MESSAGES = messages
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)         # PR_SET_PDEATHSIG: SIGKILL with the parent
+    if os.getppid() != parent:                # it died before the signal was set
+        os._exit(1)
+
+    def watch():
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(1.0)
+
+    threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
+
+
+def _worker(runner, unit):
+    messages = _MESSAGES
     pending = [0]
     name = unit_id(unit)
 
@@ -55,10 +89,12 @@ def _worker(runner, unit, messages):
     return result
 
 
-def run_grid(units, runner, record, jobs: int = 1) -> list:
+def run_grid(units, runner, record, jobs: int = 1, failed=None, retries: int = 1) -> list:
     """``runner(unit, progress=...)`` for every unit, in ``jobs`` spawned processes (the
     runner must be picklable: a module-level function or a partial of one); ``record``
-    receives each result in this process as soon as its unit finishes."""
+    receives each result in this process as soon as its unit finishes. A unit whose
+    runner raises is run ``retries`` more times, then ``failed(unit, error)`` is recorded
+    in its place (without ``failed``, the error propagates)."""
     units = list(units)
     runs = sum(len(u) for u in units)
     total = tqdm(total=sum(u[0].iterations for u in units), desc=f"grid ({runs} runs)",
@@ -82,22 +118,48 @@ def run_grid(units, runner, record, jobs: int = 1) -> list:
         if bar:
             bar.close()
 
+    def give_up(unit, err):
+        if failed is None:
+            raise err
+        tqdm.write(f"{unit_id(unit)}: failed ({type(err).__name__}: {err})")
+        finish(unit, failed(unit, f"{type(err).__name__}: {err}"))
+
     try:
         if jobs <= 1:
             for unit in units:
                 name = unit_id(unit)
-                finish(unit, runner(unit, progress=lambda n, name=name: advance(name, n)))
+                for attempt in range(retries + 1):
+                    try:
+                        result = runner(unit, progress=lambda n, name=name: advance(name, n))
+                    except Exception as err:  # a failing unit is retried, then recorded
+                        if attempt == retries:
+                            give_up(unit, err)
+                        continue
+                    finish(unit, result)
+                    break
         else:
             ctx = mp.get_context("spawn")
-            with ctx.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
-                messages = manager.Queue()
-                futures = {pool.submit(_worker, runner, u, messages): u for u in units}
+            messages = ctx.Queue()
+            with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_die_with_parent,
+                                     initargs=(os.getpid(), messages)) as pool:
+                futures = {pool.submit(_worker, runner, u): (u, 0) for u in units}
                 pending = set(futures)
                 while pending:
                     done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                     _drain(messages, advance)
                     for fut in done:
-                        finish(futures[fut], fut.result())
+                        unit, attempt = futures.pop(fut)
+                        try:
+                            result = fut.result()
+                        except Exception as err:  # retried, then recorded as failed
+                            if attempt < retries:
+                                again = pool.submit(_worker, runner, unit)
+                                futures[again] = (unit, attempt + 1)
+                                pending.add(again)
+                            else:
+                                give_up(unit, err)
+                            continue
+                        finish(unit, result)
     finally:
         for bar in bars.values():
             bar.close()

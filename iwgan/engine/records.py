@@ -9,6 +9,8 @@ never leaves a half-written record.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -30,17 +32,55 @@ REPO_ROOT = Path(__file__).resolve().parents[2]   # the checkout the suite runs 
 PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pot", "pandas", "pytorch-fid")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Files are written as the user's umask says (mkstemp would leave them 0600).
+FILE_MODE = 0o666 & ~_umask()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``, so that a
+    reader (or an interruption) never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    """Hold an exclusive lock on ``path`` (through ``<path>.lock``) for a read-modify-write,
+    so that two processes writing one results file at once both keep their rows."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def update_json(path: Path, update) -> dict:
+    """``update(record)`` on the JSON record at ``path`` (empty if absent), under its lock,
+    written back atomically; returns the new record."""
+    path = Path(path)
+    with locked(path):
+        record = json.loads(path.read_text()) if path.exists() else {}
+        update(record)
+        write_json(path, record)
+    return record
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -189,11 +229,17 @@ def read_results(path: Path, required=(), keys=KEY_COLUMNS,
     path = Path(path)
     if not path.exists():
         raise ResultsError(f"{path}: no results file; {run_first}")
-    df = pd.read_csv(path)
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ResultsError(f"{path}: empty file (no header, no rows); delete it and "
+                           f"{run_first}") from None
     missing = [c for c in ["schema_version", *keys, *required] if c not in df.columns]
     if missing:
         raise ResultsError(f"{path}: missing column(s) {missing}; the file is from an older "
                            "or foreign schema, re-run the experiment to regenerate it")
+    if df.empty:
+        raise ResultsError(f"{path}: a header and no rows; delete it and {run_first}")
     versions = set(df["schema_version"].unique())
     if versions != {SCHEMA_VERSION}:
         raise ResultsError(f"{path}: schema version(s) {sorted(versions)}, this suite reads "
@@ -203,15 +249,48 @@ def read_results(path: Path, required=(), keys=KEY_COLUMNS,
 
 def upsert_results(path: Path, rows: list[dict], keys=KEY_COLUMNS,
                    order=("profile", "preset", "mixture", "method", "seed")) -> pd.DataFrame:
-    """Add ``rows`` to the table, replacing earlier rows of the same run_id; atomic."""
+    """Add ``rows`` to the table, replacing earlier rows of the same run_id; atomic, and
+    under the file's lock, so that concurrent writers (two grids into one ``--out``) both
+    keep their rows."""
     path = Path(path)
     new = pd.DataFrame([{"schema_version": SCHEMA_VERSION, **r} for r in rows])
-    if path.exists():
-        old = read_results(path, keys=keys)
-        new = pd.concat([old[~old["run_id"].isin(new["run_id"])], new], ignore_index=True)
-    new = new.sort_values(list(order), kind="stable")
-    atomic_write_text(path, new.to_csv(index=False))
+    with locked(path):
+        if path.exists():
+            old = read_results(path, keys=keys)
+            new = pd.concat([old[~old["run_id"].isin(new["run_id"])], new], ignore_index=True)
+        new = new.sort_values(list(order), kind="stable")
+        atomic_write_text(path, new.to_csv(index=False))
     return new
+
+
+# results/<experiment>_curves.csv: one line per (run, evaluation, metric).
+CURVE_KEYS = ("run_id", "method", "mixture", "preset", "seed", "profile")
+
+
+def curve_frame(records: list[dict], row: dict, metrics) -> pd.DataFrame:
+    """A run's evaluation records in long format: one line per (evaluation, metric)."""
+    if not records:
+        return pd.DataFrame(columns=[*CURVE_KEYS, "iteration", "train_seconds", "metric", "value"])
+    wide = pd.DataFrame(records)
+    long = wide.melt(id_vars=["iteration", "train_seconds"],
+                     value_vars=[c for c in metrics if c in wide], var_name="metric")
+    for k in reversed(CURVE_KEYS):
+        long.insert(0, k, row[k])
+    return long
+
+
+def upsert_curves(path: Path, curves: list[pd.DataFrame]) -> None:
+    """Add the runs' curves, replacing earlier curves of the same run_id; atomic, under
+    the file's lock."""
+    new = pd.concat(curves, ignore_index=True)
+    path = Path(path)
+    with locked(path):
+        if path.exists():
+            old = pd.read_csv(path)
+            new = pd.concat([old[~old.run_id.isin(set(new.run_id))], new], ignore_index=True)
+        new = new.sort_values(["profile", "preset", "mixture", "method", "seed", "metric",
+                               "iteration"], kind="stable")
+        atomic_write_text(path, new.to_csv(index=False))
 
 
 # results/images.csv: one row per image run.

@@ -33,6 +33,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from iwgan.core.methods import DRAWS, Models, adam, descend, get_method
 from iwgan.engine.devices import check_device, is_cuda
+from iwgan.engine.distributed import ONE, World, average_gradients
 from iwgan.engine.seeds import training_generator
 
 # Fields in which the members of one stack may differ: same shapes, different data.
@@ -86,14 +87,21 @@ def stacking_helps(cfg, k: int) -> bool:
 
 class Members:
     """K configs of one method as one trainable model on the configs' device; ``step``
-    runs one phase of the method on every member and returns the (K,) logs."""
+    runs one phase of the method on every member and returns the (K,) logs. Under a
+    torchrun launch (``world``, iwgan.engine.distributed) a single run is data-parallel:
+    this process trains on its shard of every global batch and gradients are averaged
+    over the processes before each step."""
 
-    def __init__(self, cfgs):
+    def __init__(self, cfgs, world: World = ONE, device: str | None = None):
         cfgs = list(cfgs)
         check_stackable(cfgs)
         self.cfgs, self.cfg, self.k = cfgs, cfgs[0], len(cfgs)
+        self.world = world
+        if world.distributed and self.k > 1:
+            raise ValueError("a stacked model trains in one process; data parallelism "
+                             "(torchrun) takes single runs")
         self.method = get_method(self.cfg.method)
-        self.device = check_device(self.cfg.device)
+        self.device = check_device(device or self.cfg.device)
         if self.k > 1 and (reason := why_not_stackable(self.cfg)):
             raise ValueError(reason)
         built, self.generators = [], []
@@ -128,6 +136,10 @@ class Members:
             zs.append(torch.randn(b, zd, generator=g, device=dev))
             noises.append({name: DRAWS[name](b, x.shape[1:], zd, g, dev)
                            for name in phase.draws})
+        if self.world.distributed:   # every process drew the global batch: its rows
+            rows = self.world.shard(b)
+            xs, zs = [x[rows] for x in xs], [z[rows] for z in zs]
+            noises = [{name: v[rows] for name, v in n.items()} for n in noises]
         return xs, zs, noises
 
     def losses(self, phase, xs, zs, noises):
@@ -147,7 +159,8 @@ class Members:
         (K,), or () when K = 1."""
         loss, logs = self.losses(phase, xs, zs, noises)
         descend(self.optimizers[phase.optimizer], loss if self.k == 1 else loss.sum(),
-                self.groups[phase.optimizer])
+                self.groups[phase.optimizer],
+                sync=average_gradients if self.world.distributed else None)
         return {k: v.detach() for k, v in logs.items()}
 
     # --- members as single runs --------------------------------------------------------
@@ -182,7 +195,8 @@ class Members:
     def state_dict(self) -> dict:
         # K = 1: the modules' own state dict, buffers (batch-norm statistics) included.
         tensors = self.models.state_dict() if self.k == 1 else self.params
-        return {"k": self.k, "params": {n: p.detach().clone() for n, p in tensors.items()},
+        return {"k": self.k, "world_size": self.world.size,
+                "params": {n: p.detach().clone() for n, p in tensors.items()},
                 "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
                 "generators": [g.get_state() for g in self.generators]}
 

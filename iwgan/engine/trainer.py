@@ -37,6 +37,7 @@ from iwgan.core.duality_gap import stop_rule_met
 from iwgan.core.methods import Models
 from iwgan.data.mixtures import MixtureBatches
 from iwgan.engine.devices import configure_torch, is_cuda
+from iwgan.engine.distributed import ONE, World, average
 from iwgan.engine.records import atomic_write_bytes
 from iwgan.engine.stacking import Members
 
@@ -132,11 +133,13 @@ class Trainer:
     """Train ``cfgs`` (one method; K >= 1 members) on ``data`` (an object whose
     ``sample(k, n, generator)`` draws member k's batch on the run's device)."""
 
-    def __init__(self, cfgs, data, hooks=(), resume: Path | None = None):
+    def __init__(self, cfgs, data, hooks=(), resume: Path | None = None,
+                 world: World = ONE, device: str | None = None):
         self.cfgs = list(cfgs)
         self.cfg = self.cfgs[0]
         configure_torch(self.cfg)
-        self.members = Members(self.cfgs)
+        self.world = world
+        self.members = Members(self.cfgs, world, device)
         self.data, self.hooks = data, list(hooks)
         self.phases = self.members.method.phases(self.cfg)
         self.plan = execution_plan(self.cfg)
@@ -191,7 +194,10 @@ class Trainer:
         for scheduler in self.schedulers.values():
             scheduler.step()
         # float64 holds every dtype a loss comes in (bf16 under autocast) exactly
-        rows = torch.stack([v.double() for v in logs.values()]).tolist()  # one sync
+        stacked = torch.stack([v.double() for v in logs.values()])
+        if self.world.distributed:   # each process logged its shard: the batch's mean
+            stacked = average(stacked)
+        rows = stacked.tolist()  # one sync
         if self.members.k == 1:
             return [dict(zip(logs, rows))]
         return [{name: row[k] for name, row in zip(logs, rows)} for k in range(self.members.k)]
@@ -287,7 +293,7 @@ class Trainer:
     def load_checkpoint(self, path: Path) -> float:
         """Continue from ``path``; refused if it was written under other configs. Returns
         the training seconds it held."""
-        state = read_checkpoint(path, self.cfgs)
+        state = read_checkpoint(path, self.cfgs, self.world.size)
         self.members.load_state_dict(state["members"])
         for k, snapshot in enumerate(state["snapshots"]):
             if snapshot is not None:
@@ -314,9 +320,10 @@ class ResumeError(ValueError):
 RESUMABLE_CHANGES = ("log_every", "checkpoint_every", "sample_every")
 
 
-def read_checkpoint(path: Path, cfgs) -> dict:
+def read_checkpoint(path: Path, cfgs, processes: int = 1) -> dict:
     """The trainer checkpoint at ``path``, refused (with the differing keys) if it was
-    written under other configs, or unreadable."""
+    written under other configs or by a run over another number of processes, or is
+    unreadable."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         saved = state["configs"]
@@ -326,6 +333,11 @@ def read_checkpoint(path: Path, cfgs) -> dict:
     if len(saved) != len(cfgs):
         raise ResumeError(f"{path}: the checkpoint holds {len(saved)} member(s), this run "
                           f"has {len(cfgs)}; run without --resume to start it over")
+    written_by = state["members"].get("world_size", 1)
+    if written_by != processes:
+        raise ResumeError(f"{path}: the checkpoint was written by a run over {written_by} "
+                          f"process(es), this one has {processes}: resume with torchrun "
+                          f"--nproc_per_node {written_by}, or start over without --resume")
     for old, cfg in zip(saved, cfgs):
         now = cfg.to_dict()
         changes = [f"{k} (checkpoint {old.get(k)!r}, now {now.get(k)!r})"

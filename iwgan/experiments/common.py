@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import importlib
 import json
 import os
@@ -13,10 +15,12 @@ import torch
 
 from iwgan.core.methods import METHOD_NAMES
 from iwgan.data.mixtures import MIXTURES, PRESETS
-from iwgan.engine.config import PROFILES, make_config
+from iwgan.engine.config import PROFILES, MixtureConfig, make_config, parse_field
 from iwgan.engine.devices import check_device, default_device
-from iwgan.engine.records import now, write_json
+from iwgan.engine.executors import add_executor_arguments
+from iwgan.engine.records import now, update_json
 from iwgan.engine.stacking import STACK_MODES
+from iwgan.metrics.plateau import check_assessable
 
 
 def positive_int(text: str) -> int:
@@ -50,6 +54,7 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, help="override the profile's batch size")
     p.add_argument("--stop-rule", action="store_true",
                    help="stop iWGAN runs by Algorithm 1's rule (iwgan only)")
+    add_set_argument(p)
     add_device_argument(p)
     p.add_argument("--out", type=Path, default=Path("."),
                    help="root of results/, runs/ and reports/ (default: .)")
@@ -66,6 +71,34 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-stack", type=positive_int, default=None,
                    help="at most this many runs in one stacked model (default: all that can "
                    "share one)")
+    add_executor_arguments(p)
+
+
+GRID_AXES = {"method": "--methods", "mixture": "--mixtures", "preset": "--presets",
+             "dataset": "--dataset", "seed": "--seeds/--first-seed", "profile": "--profile",
+             "device": "--device"}
+
+
+def add_set_argument(p: argparse.ArgumentParser, cls=MixtureConfig) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="FIELD=VALUE", type=functools.partial(field_override, cls=cls),
+                   help="override any config field, e.g. --set lr=5e-4 --set n_critic=5 "
+                   "(repeatable; an overridden run gets its own run id)")
+
+
+def field_override(text: str, cls=MixtureConfig) -> tuple[str, object]:
+    """FIELD=VALUE, the value parsed as the field's type (iwgan.engine.config)."""
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {text!r}")
+    if name in GRID_AXES:
+        raise argparse.ArgumentTypeError(f"{name} is an axis of the grid: use "
+                                         f"{GRID_AXES[name]}")
+    try:
+        return name, parse_field(name, value.strip(), cls)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def device_of(args) -> str:
@@ -86,11 +119,17 @@ def grid_configs(args) -> list:
     """The grid's configs, after checking the device: nothing is written before."""
     device = device_of(args)
     profile = args.profile or default_profile(device)
-    return [make_config(profile, method=m, mixture=x, preset=p, seed=s, device=device,
-                        iterations=args.iterations, batch_size=args.batch_size,
-                        stop_rule=args.stop_rule or None)
+    overrides = dict(args.overrides)
+    configs = [make_config(profile, **{**overrides, "method": m, "mixture": x, "preset": p,
+                                    "seed": s, "device": device,
+                                    "iterations": args.iterations or overrides.get("iterations"),
+                                    "batch_size": args.batch_size or overrides.get("batch_size"),
+                                    "stop_rule": args.stop_rule or overrides.get("stop_rule")})
             for p in args.presets for x in args.mixtures for m in args.methods
             for s in seeds_of(args)]
+    if profile == "converged":   # its tables say which runs converged: they must be able to
+        check_assessable(configs[0].iterations)
+    return configs
 
 
 def finish_grid(args, experiment: str, configs, rows, wall: float) -> int:
@@ -110,18 +149,24 @@ def finish_grid(args, experiment: str, configs, rows, wall: float) -> int:
 
 
 def record_wall_time(path: Path, configs, rows, wall: float, jobs: int) -> None:
-    record = json.loads(path.read_text()) if path.exists() else {}
+    """The grid's wall time, under the profile(s) and, for a grid that is not the whole
+    default grid of its profile, a digest of what it ran: two grids into one ``--out``
+    keep both records (the file is updated under its lock)."""
     profiles = sorted({c.profile for c in configs})
-    record[",".join(profiles)] = {
-        "runs": len(rows), "wall_seconds": round(wall, 1), "jobs": jobs,
-        "methods": sorted({c.method for c in configs}),
-        "mixtures": sorted({c.mixture for c in configs}),
-        "presets": sorted({c.preset for c in configs}),
-        "seeds": sorted({c.seed for c in configs}),
+    grid = {"methods": sorted({c.method for c in configs}),
+            "mixtures": sorted({c.mixture for c in configs}),
+            "presets": sorted({c.preset for c in configs}),
+            "seeds": sorted({c.seed for c in configs})}
+    key = ",".join(profiles)
+    if grid != {"methods": sorted(METHOD_NAMES), "mixtures": sorted(MIXTURES),
+                "presets": sorted(PRESETS), "seeds": grid["seeds"]}:
+        key += "-" + hashlib.sha256(json.dumps(grid, sort_keys=True).encode()).hexdigest()[:8]
+    entry = {
+        "runs": len(rows), "wall_seconds": round(wall, 1), "jobs": jobs, **grid,
         "device": sorted({c.device for c in configs}),
         "cpu_count": os.cpu_count(), "platform": platform.platform(), "date": now(),
         # Other processes on the machine inflate wall time: the 1-, 5- and 15-minute load
         # averages at the end of the grid say how busy it was.
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
-    write_json(path, record)
+    update_json(path, lambda record: record.update({key: entry}))

@@ -53,17 +53,24 @@ from iwgan.core.duality_gap import duality_gap, stop_rule_met
 from iwgan.core.methods import get_method
 from iwgan.data.mixtures import get_mixture
 from iwgan.engine.devices import configure_torch
-from iwgan.engine.grid import run_grid, unfinished
+from iwgan.engine.executors import (
+    ExecutorOptions,
+    LocalExecutor,
+    executor_options,
+    open_executor,
+)
+from iwgan.engine.grid import unfinished
 from iwgan.engine.records import (
     RunDir,
-    atomic_write_text,
+    curve_frame,
     manifest,
     now,
     read_results,
     save_npz,
     save_torch,
+    update_json,
+    upsert_curves,
     upsert_results,
-    write_json,
 )
 from iwgan.engine.seeds import derived_generator
 from iwgan.engine.stacking import plan_stacks
@@ -75,7 +82,8 @@ from iwgan.experiments.common import (
     positive_int,
 )
 from iwgan.experiments.mode_coverage import base_row, evaluate
-from iwgan.metrics.mixture import score_modes, w1_exact
+from iwgan.metrics.mixture import score_modes, w1_exact, w1_floor
+from iwgan.metrics.plateau import assessable, check_window, plateau
 
 SNAPSHOT_POINTS = 400
 INTERPOLATION_PAIRS = 12
@@ -124,16 +132,6 @@ class ConvergenceOptions:
 # ---------------------------------------------------------------------------------------
 # Evaluation every M iterations
 # ---------------------------------------------------------------------------------------
-
-@functools.cache
-def w1_floor(mixture: str, preset: str, n: int, repeats: int = 5) -> float:
-    """Mean exact W1 between two independent real samples of n points: the value a
-    perfect generator scores, i.e. the noise floor of the W1 curve at that sample size."""
-    mix = get_mixture(mixture, preset)
-    gen = derived_generator(0, f"w1-floor-{mixture}-{preset}-{n}")
-    return float(np.mean([w1_exact(mix.sample(n, gen).numpy(), mix.sample(n, gen).numpy())
-                          for _ in range(repeats)]))
-
 
 class Evaluator:
     """The ``on_eval`` hook: one record per evaluation, appended to the run's
@@ -245,7 +243,8 @@ def stopping_analysis(history: list[dict], curve: pd.DataFrame, cfg) -> dict:
     return out
 
 
-def summarise(curve: pd.DataFrame, history: list[dict], cfg, opts, n_modes: int) -> dict:
+def summarise(curve: pd.DataFrame, history: list[dict], cfg, opts, n_modes: int,
+              iterations: int) -> dict:
     floor = w1_floor(cfg.mixture, cfg.preset, opts.w1_samples)
     threshold = opts.w1_floor_factor * floor
     it_a, sec_a = first_reached(curve, (curve.modes == n_modes)
@@ -265,6 +264,10 @@ def summarise(curve: pd.DataFrame, history: list[dict], cfg, opts, n_modes: int)
     for est in GAP_ESTIMATES:
         row[f"spearman_{est}"] = spearman(curve[est], curve.w1)
     row.update(stopping_analysis(history, curve, cfg))
+    # The plateau rule (iwgan.metrics.plateau) on this curve; NaN when too few of its
+    # evaluations fall in the last quarter (e.g. 1,500 iterations evaluated every 250).
+    row.update(plateau(curve, iterations, floor) if assessable(curve, iterations)
+               else {"converged": np.nan})
     return row
 
 
@@ -349,7 +352,7 @@ class ConvergenceRun:
                        eval_seconds=ev.seconds, finished=now())
             self.run.write("metrics.json", {**row, "error": "non-finite loss at iteration "
                                                             f"{result.diverged_at}"})
-            return row, curve_frame(ev.records, row)
+            return row, curve_frame(ev.records, row, CURVE_METRICS)
         models, wall_time = result.models, result.wall_time
         curve = pd.DataFrame(ev.records)
         n_modes = get_mixture(cfg.mixture, cfg.preset).n_modes
@@ -357,7 +360,7 @@ class ConvergenceRun:
                    iterations_run=result.iterations, train_seconds=wall_time,
                    eval_seconds=ev.seconds, evaluations=len(curve),
                    eval_overhead_pct=100 * ev.seconds / max(wall_time, 1e-9))
-        row.update(summarise(curve, result.history, cfg, opts, n_modes))
+        row.update(summarise(curve, result.history, cfg, opts, n_modes, result.iterations))
         final_start = time.perf_counter()
         metrics, _ = evaluate(cfg, models)
         row.update({f"final_{k}": v for k, v in metrics.items()})
@@ -373,7 +376,7 @@ class ConvergenceRun:
         row["finished"] = now()
         self.run.write("metrics.json", row)
         self.run.write("manifest.json", {**self.record, "finished": row["finished"]})
-        return row, curve_frame(ev.records, row)
+        return row, curve_frame(ev.records, row, CURVE_METRICS)
 
 
 def run_convergence(unit, opts: ConvergenceOptions, out: Path, progress=None):
@@ -391,38 +394,25 @@ def run_convergence(unit, opts: ConvergenceOptions, out: Path, progress=None):
     return [rec.finish(result) for rec, result in zip(recs, results)]
 
 
-KEYS = ("run_id", "method", "mixture", "preset", "seed", "profile")
-
-
-def curve_frame(records: list[dict], row: dict) -> pd.DataFrame:
-    """Long format: one line per (run, evaluation, metric)."""
-    if not records:
-        return pd.DataFrame(columns=[*KEYS, "iteration", "train_seconds", "metric", "value"])
-    wide = pd.DataFrame(records)
-    long = wide.melt(id_vars=["iteration", "train_seconds"],
-                     value_vars=[c for c in CURVE_METRICS if c in wide], var_name="metric")
-    for k in reversed(KEYS):
-        long.insert(0, k, row[k])
-    return long
-
-
-def upsert_curves(path: Path, curves: list[pd.DataFrame]) -> None:
-    new = pd.concat(curves, ignore_index=True)
-    path = Path(path)
-    if path.exists():
-        old = pd.read_csv(path)
-        new = pd.concat([old[~old.run_id.isin(set(new.run_id))], new], ignore_index=True)
-    new = new.sort_values(["profile", "preset", "mixture", "method", "seed", "metric",
-                           "iteration"], kind="stable")
-    atomic_write_text(path, new.to_csv(index=False))
+def failed_unit(unit, error: str, opts: ConvergenceOptions) -> list:
+    """The rows of a unit whose worker failed twice: recorded, never lost."""
+    out = []
+    for cfg in unit:
+        row = {**base_row(cfg, manifest(cfg, stacked=[c.run_id for c in unit]), len(unit)),
+               **{f"opt_{k}": v for k, v in asdict(opts).items()},
+               "options_hash": opts.hash(), "status": "failed", "error": error,
+               "iterations_run": 0, "finished": now()}
+        out.append((row, curve_frame([], row, CURVE_METRICS)))
+    return out
 
 
 def run_convergence_grid(configs, opts: ConvergenceOptions, out: Path, jobs: int = 1,
                          resume: bool = False, stack: str = "auto",
-                         max_stack: int | None = None) -> list[dict]:
-    """Every config, in ``jobs`` processes, stacked as ``stack`` (auto | on | off:
-    iwgan.engine.stacking.plan_stacks) says; each finished unit is written to
-    ``results/convergence.csv`` and ``results/convergence_curves.csv`` at once."""
+                         max_stack: int | None = None, executor=None) -> list[dict]:
+    """Every config, stacked as ``stack`` (auto | on | off:
+    iwgan.engine.stacking.plan_stacks) says, run by ``executor`` (default: ``jobs`` local
+    processes); each finished unit is written to ``results/convergence.csv`` and
+    ``results/convergence_curves.csv`` at once."""
     results = Path(out) / "results"
     csv, curves_csv = results / "convergence.csv", results / "convergence_curves.csv"
     if csv.exists():
@@ -440,20 +430,23 @@ def run_convergence_grid(configs, opts: ConvergenceOptions, out: Path, jobs: int
                 tqdm.write(f"{row['run_id']}: diverged at iteration {row['diverged_at']}")
 
     runner = functools.partial(run_convergence, opts=opts, out=out)
-    return [row for results in run_grid(units, runner, record, jobs) for row, _ in results]
+    executor = executor or LocalExecutor(ExecutorOptions(jobs=jobs))
+    done = executor.run(units, runner, record,
+                        functools.partial(failed_unit, opts=opts))
+    return [row for results in done for row, _ in results]
 
 
 def record_thresholds(path: Path, configs, opts) -> None:
     """The W1 floor and threshold of every mixture in the grid, for the report, merged
     into the file's earlier entries by mixture, preset and sample count."""
-    record = json.loads(Path(path).read_text()) if Path(path).exists() else {}
+    entries = {}
     for mixture, preset in sorted({(c.mixture, c.preset) for c in configs}):
         floor = w1_floor(mixture, preset, opts.w1_samples)
-        record[f"{mixture}-{preset}-n{opts.w1_samples}"] = {
+        entries[f"{mixture}-{preset}-n{opts.w1_samples}"] = {
             "mixture": mixture, "preset": preset, "samples": opts.w1_samples,
             "floor": floor, "factor": opts.w1_floor_factor,
             "threshold": opts.w1_floor_factor * floor}
-    write_json(path, record)
+    update_json(path, lambda record: record.update(entries))
 
 
 # ---------------------------------------------------------------------------------------
@@ -481,9 +474,13 @@ def command(args) -> int:
                               w1_samples=args.w1_samples, alpha=args.alpha)
     # Every iteration logged: Algorithm 1's stopping rule is replayed on the full history.
     configs = [dataclasses.replace(c, log_every=1) for c in grid_configs(args)]
+    if configs[0].profile == "converged":
+        check_window(configs[0].iterations, opts.eval_every)
     results = args.out / "results"
-    record_thresholds(results / "convergence_thresholds.json", configs, opts)
-    start = time.perf_counter()
-    rows = run_convergence_grid(configs, opts, args.out, jobs=args.jobs, resume=args.resume,
-                                stack=args.stack, max_stack=args.max_stack)
+    with open_executor(executor_options(args)) as executor:   # reachable, before writing
+        record_thresholds(results / "convergence_thresholds.json", configs, opts)
+        start = time.perf_counter()
+        rows = run_convergence_grid(configs, opts, args.out, resume=args.resume,
+                                    stack=args.stack, max_stack=args.max_stack,
+                                    executor=executor)
     return finish_grid(args, "convergence", configs, rows, time.perf_counter() - start)

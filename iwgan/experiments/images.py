@@ -21,6 +21,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,8 @@ from iwgan.data.datasets import (
 )
 from iwgan.engine.config import PRECISIONS, ImageConfig, make_image_config
 from iwgan.engine.devices import check_device
+from iwgan.engine.distributed import ONE, World, barrier
+from iwgan.engine.distributed import setup as setup_world
 from iwgan.engine.records import (
     atomic_write_bytes,
     finished_image_runs,
@@ -48,6 +51,7 @@ from iwgan.engine.records import (
     manifest_columns,
     now,
     save_npz,
+    update_json,
     upsert_image_results,
     write_json,
 )
@@ -61,7 +65,13 @@ from iwgan.engine.trainer import (
     execution_plan,
     read_checkpoint,
 )
-from iwgan.experiments.common import add_device_argument, device_of, positive_int, seeds_of
+from iwgan.experiments.common import (
+    add_device_argument,
+    add_set_argument,
+    device_of,
+    positive_int,
+    seeds_of,
+)
 from iwgan.metrics.fid import (
     classifier_extractor,
     distance_to_reference,
@@ -128,13 +138,16 @@ class JsonLog(Hook):
 
 
 def train_images(cfg, train: ImageData, run_dir: Path, resume: bool = False,
-                 progress=None, stop_after: int | None = None, on_start=None):
+                 progress=None, stop_after: int | None = None, on_start=None,
+                 world: World = ONE, device: str | None = None):
     """Train ``cfg.method`` on ``train``; returns the trainer's MemberResult.
 
     ``resume`` continues from ``run_dir/checkpoint.pt`` if there is one. ``stop_after``
     stops after that iteration without the run's end, as a kill would: for tests.
     ``progress(n)`` is told of every finished iteration, ``on_start(iteration)`` of the
-    iteration training starts after (0, or the checkpoint's).
+    iteration training starts after (0, or the checkpoint's). Under torchrun (``world``,
+    ``device``: iwgan.engine.distributed.setup) every rank trains its shard and rank 0
+    alone writes the log, the sample grids and the checkpoints.
     """
     if tuple(train.shape) != cfg.input_shape:
         raise ValueError(f"{cfg.arch} networks take images of shape {cfg.input_shape}, the "
@@ -145,15 +158,17 @@ def train_images(cfg, train: ImageData, run_dir: Path, resume: bool = False,
     plan = execution_plan(cfg)
     data = ImageBatches(train.images, [BatchSampler(len(train), cfg.batch_size,
                                                     derived_seed(cfg.seed, "data"))],
-                        check_device(cfg.device))
+                        check_device(device or cfg.device))
     hooks = [JsonLog(log_path), SampleGrids(cfg, run_dir, plan),
-             Checkpoint(ckpt_path, cfg.checkpoint_every)]
+             Checkpoint(ckpt_path, cfg.checkpoint_every)] if world.main else []
     hooks += [Progress(progress)] if progress else []
-    trainer = Trainer([cfg], data, hooks, resume=ckpt_path if resume else None)
-    if trainer.resumed_from:
-        keep_log_until(log_path, trainer.resumed_from)
-    else:
-        log_path.unlink(missing_ok=True)
+    trainer = Trainer([cfg], data, hooks, resume=ckpt_path if resume else None,
+                      world=world, device=device)
+    if world.main:
+        if trainer.resumed_from:
+            keep_log_until(log_path, trainer.resumed_from)
+        else:
+            log_path.unlink(missing_ok=True)
     if on_start:
         on_start(trainer.resumed_from)
     return trainer.fit(until=stop_after)[0]
@@ -250,9 +265,12 @@ def encode_images(cfg, models: Models, images: torch.Tensor, plan: dict) -> torc
 
 def run_image_experiment(cfg, train: ImageData, validation: ImageData, extractor, reference,
                          out: Path, resume: bool = False, progress=None,
-                         real_floor: float | None = None, on_start=None) -> dict:
+                         real_floor: float | None = None, on_start=None,
+                         world: World = ONE, device: str | None = None) -> dict:
     """Train (or resume), evaluate and record one run; returns its results row. A
-    diverged run is recorded with its iteration and NaN metrics."""
+    diverged run is recorded with its iteration and NaN metrics. Under torchrun this is
+    rank 0's part (the others run :func:`train_images` alone): it trains its shard,
+    then evaluates and writes everything."""
     run_dir = Path(out) / "runs" / cfg.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     record = manifest(cfg)
@@ -271,9 +289,11 @@ def run_image_experiment(cfg, train: ImageData, validation: ImageData, extractor
            "train_images": len(train), "preprocessing": train.preprocessing,
            "precision_used": plan["precision_used"],
            "channels_last_used": plan["channels_last_used"],
+           "processes": world.size, "global_batch": cfg.batch_size,
+           "batch_per_process": cfg.batch_size // world.size,
            "config_hash": cfg.hash(), **manifest_columns(record)}
     result = train_images(cfg, train, run_dir, resume=resume, progress=progress,
-                          on_start=on_start)
+                          on_start=on_start, world=world, device=device)
     if result.status == "diverged":
         row.update(status="diverged", diverged_at=result.diverged_at,
                    iterations_run=result.diverged_at, fd=np.nan, fd_name=extractor.name,
@@ -339,6 +359,7 @@ def add_arguments(p) -> None:
     p.add_argument("--crop", type=lambda t: None if t.lower() == "none" else positive_int(t),
                    default=None, help="CelebA center crop in px, or none (default 140)")
     add_device_argument(p)
+    add_set_argument(p, ImageConfig)
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="bf16 autocast (CUDA only; fp32 on CPU, recorded)")
     p.add_argument("--channels-last", action="store_true",
@@ -360,21 +381,45 @@ def image_configs(args) -> list[ImageConfig]:
     device = device_of(args)
     profile = args.profile or default_image_profile(args.dataset, device)
     extra = {"crop": args.crop} if args.dataset == "celeba" and args.crop is not None else {}
-    return [make_image_config(args.dataset, profile, method=m, seed=s,
-                              iterations=args.iterations, batch_size=args.batch_size,
-                              lr=args.lr, max_train=args.max_train, metric=args.metric,
-                              fid_samples=args.fid_samples, device=device,
-                              precision=args.precision, threads=args.threads,
-                              channels_last=args.channels_last or None, **extra)
+    explicit = dict(iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
+                    max_train=args.max_train, metric=args.metric, fid_samples=args.fid_samples,
+                    device=device, precision=args.precision, threads=args.threads,
+                    channels_last=args.channels_last or None, **extra)
+    values = {**dict(args.overrides), **{k: v for k, v in explicit.items() if v is not None}}
+    return [make_image_config(args.dataset, profile, method=m, seed=s, **values)
             for m in args.methods for s in seeds_of(args)]
 
 
-def build_extractor(cfg, train: ImageData, validation: ImageData, args):
-    device = cfg.device
+@dataclass
+class ImageSetup:
+    """What every run of one dataset shares: its data, the feature network of its
+    metric, the reference statistics and the real-vs-real floor."""
+
+    train: ImageData
+    validation: ImageData
+    extractor: object
+    reference: tuple
+    real_floor: float
+
+
+def image_setup(cfg, data_dir=None, download=False, cache_dir=None,
+                inception_weights=None) -> ImageSetup:
+    data_kw = dict(data_dir=data_dir, download=download, crop=cfg.crop,
+                   image_size=cfg.image_size, cache_dir=cache_dir)
+    train = load_dataset(cfg.dataset, "train", max_images=cfg.max_train, **data_kw)
+    validation = load_dataset(cfg.dataset, "validation", max_images=cfg.validation_samples,
+                              **data_kw)
     if cfg.metric == "fid":
-        return inception_extractor(args.inception_weights, device=device)
-    return classifier_extractor(train, validation, cache_dir=args.cache_dir, device=device,
-                                recipe={"steps": cfg.classifier_steps})
+        extractor = inception_extractor(inception_weights, device=cfg.device)
+    else:
+        extractor = classifier_extractor(train, validation, cache_dir=cache_dir,
+                                         device=cfg.device,
+                                         recipe={"steps": cfg.classifier_steps})
+    reference = reference_statistics(extractor, train, cfg.fid_samples, cache_dir)
+    floor_mu, floor_sigma, _ = reference_statistics(extractor, validation, cfg.fid_samples,
+                                                    cache_dir)
+    real_floor = frechet_distance(floor_mu, floor_sigma, reference[0], reference[1])
+    return ImageSetup(train, validation, extractor, reference, real_floor)
 
 
 def command(args) -> int:
@@ -383,6 +428,7 @@ def command(args) -> int:
     results file's schema) is checked before the first run writes anything."""
     configs = image_configs(args)
     first = configs[0]
+    world, device = setup_world(first.device, first.batch_size)   # torchrun, if launched so
     if first.threads:  # before the classifier and reference features, not only training
         torch.set_num_threads(first.threads)
     results = args.out / "results"
@@ -393,20 +439,16 @@ def command(args) -> int:
         for cfg in configs:
             ckpt = args.out / "runs" / cfg.run_id / "checkpoint.pt"
             if ckpt.exists():
-                read_checkpoint(ckpt, [cfg])
+                read_checkpoint(ckpt, [cfg], world.size)
     if not configs:
         print("0 runs: every run is finished with this config in results/images.csv")
-        return report(args, results)
-    data_kw = dict(data_dir=args.data_dir, download=args.download, crop=first.crop,
-                   image_size=first.image_size, cache_dir=args.cache_dir)
-    train = load_dataset(first.dataset, "train", max_images=first.max_train, **data_kw)
-    validation = load_dataset(first.dataset, "validation",
-                              max_images=first.validation_samples, **data_kw)
-    extractor = build_extractor(first, train, validation, args)
-    reference = reference_statistics(extractor, train, first.fid_samples, args.cache_dir)
-    floor_mu, floor_sigma, _ = reference_statistics(extractor, validation, first.fid_samples,
-                                                    args.cache_dir)
-    real_floor = frechet_distance(floor_mu, floor_sigma, reference[0], reference[1])
+        return report(args, results) if world.main else 0
+    if not world.main:
+        return train_shards(args, configs, world, device)
+    setup = image_setup(first, args.data_dir, args.download, args.cache_dir,
+                        args.inception_weights)
+    train, validation, extractor = setup.train, setup.validation, setup.extractor
+    reference, real_floor = setup.reference, setup.real_floor
     print(f"{extractor.name}: reference {reference[2]['n']} {train.name} train images "
           f"({'cached' if reference[2]['cached'] else 'computed'}); validation vs train "
           f"(real vs real) = {real_floor:.3f}" + (f"; {extractor.note}" if extractor.note
@@ -423,8 +465,10 @@ def command(args) -> int:
 
                 row = run_image_experiment(cfg, train, validation, extractor, reference,
                                            args.out, resume=args.resume, progress=bar.update,
-                                           real_floor=real_floor, on_start=on_start)
+                                           real_floor=real_floor, on_start=on_start,
+                                           world=world, device=device)
             upsert_image_results(csv, [row])
+            barrier()   # the other processes wait while this one evaluates and writes
             rows.append(row)
             fd = row.get("fd")
             tqdm.write(f"{cfg.run_id}: {row['status']}, {row['fd_name']} = "
@@ -434,18 +478,29 @@ def command(args) -> int:
               "--resume to continue from the last checkpoint", file=sys.stderr)
         return 130
     wall = time.perf_counter() - start
-    bench = results / "benchmarks" / "images_wall_time.json"
-    record = json.loads(bench.read_text()) if bench.exists() else {}
-    record[f"{first.dataset}-{first.profile}"] = {
-        "runs": len(rows), "wall_seconds": round(wall, 1),
-        "methods": sorted({c.method for c in configs}),
-        "seeds": sorted({c.seed for c in configs}), "device": first.device, "date": now()}
+    entry = {"runs": len(rows), "wall_seconds": round(wall, 1),
+             "methods": sorted({c.method for c in configs}),
+             "seeds": sorted({c.seed for c in configs}), "device": first.device, "date": now()}
     if rows:
-        write_json(bench, record)
+        update_json(results / "benchmarks" / "images_wall_time.json",
+                    lambda record: record.update({f"{first.dataset}-{first.profile}": entry}))
     diverged = [r["run_id"] for r in rows if r["status"] == "diverged"]
     print(f"{len(rows)} runs in {wall:.0f} s; {len(diverged)} diverged"
           + (f": {', '.join(diverged)}" if diverged else ""))
     return report(args, results)
+
+
+def train_shards(args, configs, world: World, device: str) -> int:
+    """A torchrun rank other than 0: train its shard of every run, write nothing."""
+    first = configs[0]
+    train = load_dataset(first.dataset, "train", args.data_dir, download=args.download,
+                         crop=first.crop, image_size=first.image_size,
+                         max_images=first.max_train, cache_dir=args.cache_dir)
+    for cfg in configs:
+        train_images(cfg, train, args.out / "runs" / cfg.run_id, resume=args.resume,
+                     world=world, device=device)
+        barrier()
+    return 0
 
 
 def report(args, results: Path) -> int:

@@ -29,6 +29,7 @@ Two tolerance regimes (docs/reproducibility.md justifies the numbers):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import platform
@@ -42,9 +43,11 @@ import torch
 
 from iwgan.core.methods import METHOD_NAMES
 from iwgan.data.mixtures import MIXTURES
-from iwgan.engine.config import MixtureConfig, make_config
+from iwgan.engine.config import make_config, make_image_config
 from iwgan.engine.records import ResultsError, atomic_write_text, cpu_model, git_state
 from iwgan.experiments.common import positive_int
+from iwgan.experiments.convergence import ConvergenceOptions, run_convergence_grid
+from iwgan.experiments.images import image_setup, run_image_experiment, train_images
 from iwgan.experiments.mode_coverage import run_mode_coverage
 
 REFERENCE_SCHEMA = 2
@@ -96,9 +99,10 @@ class Subset:
     """One experiment kind's share of the check."""
 
     kind: str                                   # the experiment kind (results/<kind>.csv)
-    configs: tuple[MixtureConfig, ...]              # one case per config, named by its run_id
+    configs: tuple                              # one case per config, named by its run_id
     metrics: dict[str, MetricSpec]              # what is compared, with its tolerances
-    run: Callable[[Sequence[MixtureConfig], Path, int], None]  # (configs, runs_root, jobs)
+    run: Callable[[Sequence, Path, int], None]  # (configs, root, jobs)
+    runs_dir: Callable[[Path], Path] = lambda root: root  # where ``run`` puts run dirs
 
 
 # Mode coverage. Bands: 1.5 x the largest difference between two seeds (0, 1, 2) of the
@@ -147,11 +151,86 @@ def stacked_subset(profile: str = "regression", methods=METHOD_NAMES) -> Subset:
     return Subset("mode_coverage_stacked", configs, MODE_COVERAGE_METRICS, run_stacked_grid)
 
 
-# kind -> factory of its subset. A new experiment kind (convergence, digits, throughput)
-# adds one entry; the check, the references and the report need no other change.
+# Bands of the convergence and digits subsets: 1.5 x the largest difference between two
+# of seeds 0, 1, 2 of the same case (absolute, or relative |a - b| / |a|, as each metric
+# reads), measured by `benchmarks/regression_bands.py` on this suite's CPU machine.
+# results/regression/bands.json has the measured differences.
+BANDS = {"dual_gap_final": 2.36, "curve_w1_final": 1.40, "final_hq_pct": 0.96,
+         "auroc": 0.52, "hdr_coverage": 0.013, "quality_inlier": 0.55, "fd": 0.55,
+         "digits_recon_error": 0.16, "digits_latent_mmd": 0.094}
+
+# The convergence experiment: the eq. (4) gap, the W1 curve, the latent tests and the
+# quality score of iWGAN and WGAN-GP on RING (regression profile, 300 iterations,
+# evaluated every 100). Bands: 1.5 x the largest difference between two of seeds 0, 1, 2
+# (docs/reproducibility.md has the measurements).
+CONVERGENCE_OPTIONS = ConvergenceOptions(eval_every=100, gap_steps=5, gap_samples=300,
+                                         w1_samples=300, decomposition_samples=200)
+CONVERGENCE_METRICS = {
+    "dual_gap_final": MetricSpec(EXACT, Tolerance(abs=BANDS["dual_gap_final"])),
+    "curve_w1_final": MetricSpec(EXACT, Tolerance(rel=BANDS["curve_w1_final"])),
+    # In [-1, 1], and two seeds differed by 1.6: pinned by the same build only.
+    "spearman_dual_gap": MetricSpec(EXACT, Tolerance(abs=2.4)),
+    "final_hq_pct": MetricSpec(EXACT, Tolerance(abs=BANDS["final_hq_pct"])),
+    "auroc": MetricSpec(EXACT, Tolerance(abs=BANDS["auroc"])),
+    "hdr_coverage": MetricSpec(EXACT, Tolerance(abs=BANDS["hdr_coverage"])),
+    "quality_inlier": MetricSpec(EXACT, Tolerance(rel=BANDS["quality_inlier"])),
+}
+
+
+def convergence_subset(profile: str = "regression", methods=("iwgan", "wgan_gp"),
+                       seeds=(0,)) -> Subset:
+    """iWGAN and WGAN-GP on RING (paper preset), seed 0, evaluated as the convergence
+    experiment evaluates (every iteration logged): 2 runs."""
+    configs = tuple(dataclasses.replace(make_config(profile, method=m, mixture="ring",
+                                                    preset="paper", seed=s), log_every=1)
+                    for m in methods for s in seeds)
+    return Subset("convergence", configs, CONVERGENCE_METRICS, run_convergence_subset,
+                  runs_dir=lambda root: root / "runs" / "convergence")
+
+
+def run_convergence_subset(configs, root: Path, jobs: int) -> None:
+    run_convergence_grid(list(configs), CONVERGENCE_OPTIONS, root, jobs=jobs, stack="off")
+
+
+# The image pipeline on the offline digits: training through a kill and a resume from the
+# checkpoint (the run stops half-way, as a kill after a checkpoint leaves it, and is
+# resumed), FD-digitsCNN, the reconstruction error and the latent MMD. Bands as above.
+DIGITS_METRICS = {
+    "fd": MetricSpec(EXACT, Tolerance(rel=BANDS["fd"])),
+    "recon_error": MetricSpec(EXACT, Tolerance(rel=BANDS["digits_recon_error"])),
+    "latent_mmd": MetricSpec(EXACT, Tolerance(rel=BANDS["digits_latent_mmd"])),
+    "resumed_from": MetricSpec(EXACT, EXACT),
+}
+
+
+def digits_subset(methods=("iwgan", "wgan_gp"), seeds=(0,)) -> Subset:
+    """iWGAN and WGAN-GP on the digits, the smoke networks for 8 iterations (checkpoints
+    every 2), deterministic kernels: 2 runs."""
+    configs = tuple(make_image_config("digits", "smoke", method=m, seed=s, iterations=8,
+                                      checkpoint_every=2, sample_every=8, log_every=2,
+                                      deterministic=True)
+                    for m in methods for s in seeds)
+    return Subset("digits", configs, DIGITS_METRICS, run_digits_subset,
+                  runs_dir=lambda root: root / "runs")
+
+
+def run_digits_subset(configs, root: Path, jobs: int) -> None:
+    setup = image_setup(configs[0], cache_dir=root / "cache")
+    for cfg in configs:
+        run_dir = root / "runs" / cfg.run_id
+        train_images(cfg, setup.train, run_dir, stop_after=cfg.iterations // 2)  # "killed"
+        run_image_experiment(cfg, setup.train, setup.validation, setup.extractor,
+                             setup.reference, root, resume=True,
+                             real_floor=setup.real_floor)
+
+
+# kind -> factory of its subset. A new experiment kind adds one entry; the check, the
+# references and the report need no other change.
 SUBSETS: dict[str, Callable[[], Subset]] = {
     "mode_coverage": mode_coverage_subset,
     "mode_coverage_stacked": stacked_subset,
+    "convergence": convergence_subset,
+    "digits": digits_subset,
 }
 
 
@@ -252,12 +331,12 @@ def collect(subset: Subset, runs_root: Path) -> pd.DataFrame:
     """Long table of the subset's new metrics, read back from its run directories."""
     rows = []
     for cfg in subset.configs:
-        manifest, metrics = load_run(runs_root / cfg.run_id)
+        manifest, metrics = load_run(subset.runs_dir(runs_root) / cfg.run_id)
         env = environment(manifest)
         for name in subset.metrics:
             if name not in metrics:
-                raise ResultsError(f"{runs_root / cfg.run_id / 'metrics.json'}: no metric "
-                                   f"{name!r}")
+                raise ResultsError(f"{subset.runs_dir(runs_root) / cfg.run_id}/metrics.json: "
+                                   f"no metric {name!r}")
             value = metrics[name]
             rows.append({"schema_version": REFERENCE_SCHEMA, "kind": subset.kind,
                          "case": cfg.run_id, "metric": name,

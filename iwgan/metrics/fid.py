@@ -220,9 +220,15 @@ def inception_extractor(weights: Path | None = None, dims: int = 2048, device: s
         name = "FD-randomInception"
     else:
         path = resolve_inception_weights(weights)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        with _patched(inc, "load_state_dict_from_url", lambda *a, **k: state):
-            model = inc.InceptionV3([block])
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            with _patched(inc, "load_state_dict_from_url", lambda *a, **k: state):
+                model = inc.InceptionV3([block])
+        except Exception as err:  # truncated, corrupt, or another network's weights
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise FIDError(f"{path}: not a readable Inception weights file "
+                           f"({type(err).__name__}: {first[:200]}); delete it and place "
+                           f"{INCEPTION_FILE} from {INCEPTION_URL} there again") from err
         key = {"net": "pytorch-fid-inception-v3", "weights_sha256": file_sha256(path),
                "dims": dims}
         name = "FID" if dims == 2048 else f"FID-{dims}d"

@@ -5,12 +5,15 @@ as "n/a", never as 0."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from iwgan.core.losses import mmd_imq
+from iwgan.data.mixtures import get_mixture
+from iwgan.engine.seeds import derived_generator
 
 METRICS: dict = {}
 N_STD = 3.0
@@ -59,6 +62,16 @@ def w1_exact(x: np.ndarray, y: np.ndarray) -> float:
     cost = ot.dist(x, y, metric="euclidean")
     a, b = np.full(len(x), 1 / len(x)), np.full(len(y), 1 / len(y))
     return float(ot.emd2(a, b, cost, numItermax=10_000_000))
+
+
+@functools.cache
+def w1_floor(mixture: str, preset: str, n: int, repeats: int = 5) -> float:
+    """Mean exact W1 between two independent real samples of n points: the value a
+    perfect generator scores, i.e. the noise floor of the W1 curve at that sample size."""
+    mix = get_mixture(mixture, preset)
+    gen = derived_generator(0, f"w1-floor-{mixture}-{preset}-{n}")
+    return float(np.mean([w1_exact(mix.sample(n, gen).numpy(), mix.sample(n, gen).numpy())
+                          for _ in range(repeats)]))
 
 
 @register_metric

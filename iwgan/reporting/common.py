@@ -37,6 +37,14 @@ def write_report(path: Path, text: str) -> Path:
     return path
 
 
+TRAINED = ("finished", "stopped_early")   # statuses of runs that have numbers
+
+
+def trained(df: pd.DataFrame) -> pd.DataFrame:
+    """The runs that trained to the end (not diverged, not failed)."""
+    return df[df.status.isin(TRAINED)]
+
+
 def ordered(values, order):
     """The distinct ``values`` in ``order`` first, then any others sorted."""
     return [v for v in order if v in set(values)] + sorted(set(values) - set(order))

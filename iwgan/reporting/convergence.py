@@ -20,6 +20,7 @@ from iwgan.data.mixtures import MIXTURES, get_mixture
 from iwgan.engine.records import read_results
 from iwgan.metrics.mixture import N_STD
 from iwgan.reporting.common import (
+    TRAINED,
     cells,
     fmt_mean_se,
     markdown_table,
@@ -28,10 +29,11 @@ from iwgan.reporting.common import (
     provenance_section,
     rel,
     save_figure,
+    trained,
     wall_time_section,
     write_report,
 )
-from iwgan.reporting.mode_coverage import PRESET_TEXT, PROFILE_ORDER
+from iwgan.reporting.mode_coverage import PRESET_TEXT, PROFILE_ORDER, converged_count
 
 REQUIRED = ["status", "train_seconds", "eval_seconds", "w1_threshold", "it_all_modes_hq",
             "it_w1_below", "spearman_dual_gap", "final_w1", "command"]
@@ -46,7 +48,7 @@ def build_report(results: Path, reports: Path) -> Path:
     df = read_results(results / "convergence.csv", required=REQUIRED)
     curves = pd.read_csv(results / "convergence_curves.csv")
     figures = reports / "figures"
-    ok = df[df.status != "diverged"]
+    ok = trained(df)
     out = ["# Convergence, the duality gap, the latent space and the quality score", "",
            "Rebuilt by `python -m iwgan reports` from `results/convergence.csv`, "
            "`results/convergence_curves.csv` and `results/convergence_artifacts/` alone; "
@@ -235,6 +237,7 @@ def convergence_table(sub) -> list[str]:
         n = len(c)
         rows.append({
             "mixture": mixture, "method": method, "seeds": n,
+            "converged": converged_count(c) if "converged" in c else "n/a",
             "it. to (a)": reached(c.it_all_modes_hq, n),
             "s to (a)": reached(c.sec_all_modes_hq, n),
             "it. to (b)": reached(c.it_w1_below, n),
@@ -248,7 +251,10 @@ def convergence_table(sub) -> list[str]:
     return ["### Convergence", "",
             "Iterations and training seconds to (a) all modes with HQ ≥ target and (b) W1 ≤ "
             "threshold: mean ± s.e. over the seeds that reached it (how many did). The last "
-            "two columns are Theorem 2.2's terms at the end of training (n/a: no encoder).",
+            "two columns are Theorem 2.2's terms at the end of training (n/a: no encoder). "
+            "*Converged*: runs that finished learning by the plateau rule on this curve "
+            "(reports/mode_coverage.md says how; n/a: too few evaluations in the last "
+            "quarter of training for the rule).",
             "", markdown_table(pd.DataFrame(rows)), ""]
 
 
@@ -464,11 +470,13 @@ def runtime_section(df, results) -> list[str]:
 
 
 def diverged_section(df) -> list[str]:
-    bad = df[df.status == "diverged"]
+    bad = df[~df.status.isin(TRAINED)]
     if bad.empty:
         return []
-    items = [f"- `{r.run_id}` at iteration {int(r.diverged_at)}" for r in bad.itertuples()]
-    return ["## Diverged runs (left out of every table above)", "", *items, ""]
+    items = [f"- `{r.run_id}` diverged at iteration {int(r.diverged_at)}"
+             if r.status == "diverged" else f"- `{r.run_id}` failed: {r.error}"
+             for r in bad.itertuples()]
+    return ["## Diverged or failed runs (left out of every table above)", "", *items, ""]
 
 
 # ---------------------------------------------------------------------------------------

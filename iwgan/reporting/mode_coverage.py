@@ -1,6 +1,10 @@
 """reports/mode_coverage.md, rebuilt from results/ alone: per profile and preset, the
-mode-coverage table (mean ± s.e. over seeds), the command that produced it, how far the
-quick numbers are from a longer run, a runtime table and the final-sample figures."""
+mode-coverage table (mean ± s.e. over seeds, and how many runs converged), the published
+numbers beside the literature-preset ones, quick against converged for every cell, how
+far the quick numbers are from a longer run, a runtime table and the final-sample
+figures. A cell is one config but the seed (``cell`` column): runs of other budgets are
+never averaged together, and a cell whose runs did not all converge is split into its
+converged and its other runs."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from iwgan.core.methods import METHOD_NAMES
 from iwgan.data.mixtures import MIXTURES
 from iwgan.engine.records import read_results
 from iwgan.metrics.mixture import N_STD
+from iwgan.metrics.plateau import CURVE_POINTS, HQ_ABS, MIN_EVALUATIONS, W1_REL
 from iwgan.reporting.common import (
     fmt_mean_se,
     markdown_table,
@@ -22,12 +27,14 @@ from iwgan.reporting.common import (
     provenance_section,
     rel,
     save_figure,
+    trained,
     wall_time_section,
     write_report,
 )
+from iwgan.reporting.literature import BASELINES, PUBLISHED, SETUPS, TABLES, published
 
 METRIC_COLUMNS = ["modes", "hq_pct", "kl", "w1", "recon_error", "latent_mmd"]
-PROFILE_ORDER = ["paper", "quick", "long", "tiny"]
+PROFILE_ORDER = ["converged", "paper", "quick", "long", "tiny"]
 PRESET_TEXT = {
     "paper": "the **paper** preset (the WGAN-GP toy generators the authors' code uses: ring "
              "radius 1.414 / std 0.0141, grid spacing 0.707 / std 0.0071, spiral std 0.02)",
@@ -40,7 +47,8 @@ PRESET_TEXT = {
 def build_report(results: Path, reports: Path) -> Path:
     results, reports = Path(results), Path(reports)
     df = read_results(results / "mode_coverage.csv",
-                      required=[*METRIC_COLUMNS, "status", "train_seconds", "command"])
+                      required=[*METRIC_COLUMNS, "status", "train_seconds", "command", "cell",
+                                "converged"])
     mixtures = json.loads((results / "mixtures.json").read_text())
     figures = reports / "figures"
     out = ["# Mode coverage on the Gaussian mixtures", "",
@@ -56,7 +64,14 @@ def build_report(results: Path, reports: Path) -> Path:
            "transport (POT's network simplex). For methods with an encoder, **recon** is the "
            "mean ||x − G(Q(x))|| on the real draws and **MMD(Q)** the IMQ-kernel MMD of "
            "Q(X) against N(0, I) (n/a: the method has no encoder). Cells are mean ± "
-           "standard error over seeds.", ""]
+           "standard error over seeds.", "",
+           "**Converged** counts the runs that finished learning by the plateau rule "
+           "(`iwgan.metrics.plateau`): over the last quarter of training, on at least "
+           f"{MIN_EVALUATIONS} of the run's {CURVE_POINTS} evaluations, a least-squares line "
+           f"through W1 moves by at most {W1_REL:.0%} of its level plus W1's noise floor "
+           f"and one through HQ % by at most {HQ_ABS:g} points. It says a run plateaued, not "
+           "that it is good. n/a: the run is too short for the rule. A cell whose runs did "
+           "not all converge is shown as two rows, its converged runs and the others.", ""]
     profiles = ordered(df["profile"], PROFILE_ORDER)
     for profile in profiles:
         for preset in ordered(df[df.profile == profile]["preset"], ["paper", "literature"]):
@@ -68,35 +83,75 @@ def build_report(results: Path, reports: Path) -> Path:
                     f"({rel(fig, reports)})", "",
                     "Final samples (seed with the lowest number) in colour over the true "
                     f"mixture's {N_STD:g}-std discs (grey).", ""]
+    out += literature_section(df)
+    out += quick_vs_converged(df)
     out += quick_vs_long(df)
     out += runtime_section(df, results)
     out += provenance_section(df, profiles=True)
     return write_report(reports / "mode_coverage.md", "\n".join(out))
 
 
-def table_section(sub, profile, preset, mixtures) -> list[str]:
-    rows = []
+def convergence_groups(cell: pd.DataFrame):
+    """(label, runs) of a cell: all of it when its runs agree on converging, else its
+    converged runs and the others apart (never averaged together)."""
+    status = cell.converged.map(lambda v: "n/a" if pd.isna(v) else str(v) in ("True", "1.0"))
+    finished = trained(cell)
+    if set(status[finished.index]) <= {True} or set(status[finished.index]) <= {False} \
+            or set(status[finished.index]) <= {"n/a"}:
+        yield "", cell
+        return
+    yield " (converged runs)", cell[status == True]  # noqa: E712
+    yield " (runs not converged)", cell[status != True]  # noqa: E712
+
+
+def converged_count(cell: pd.DataFrame) -> str:
+    ok = trained(cell)
+    known = ok.converged.dropna()
+    if len(known) == 0:
+        return "n/a"
+    return f"{int(sum(str(v) in ('True', '1.0') for v in known))}/{len(ok)}"
+
+
+def cell_rows(sub, mixtures, preset):
+    """One row per cell (per converged/not-converged half of a mixed cell)."""
     for mixture in ordered(sub["mixture"], MIXTURES):
         k = len(mixtures[f"{mixture}-{preset}"]["centres"])
         for method in ordered(sub["method"], METHOD_NAMES):
-            cell = sub[(sub.mixture == mixture) & (sub.method == method)]
-            ok = cell[cell.status != "diverged"]
-            diverged = cell[cell.status == "diverged"]
-            note = ", ".join(f"seed {s} diverged at it. {int(i)}"
-                             for s, i in zip(diverged.seed, diverged.diverged_at))
-            rows.append({
-                "mixture": mixture, "method": method, "seeds": len(ok),
-                "modes (of K)": f"{fmt_mean_se(ok.modes, 1)} / {k}",
-                "HQ %": fmt_mean_se(ok.hq_pct, 1), "KL": fmt_mean_se(ok.kl, 3),
-                "W1": fmt_mean_se(ok.w1, 3), "recon": fmt_mean_se(ok.recon_error, 3),
-                "MMD(Q)": fmt_mean_se(ok.latent_mmd, 4), "diverged": note or "–"})
+            for _, cell in sub[(sub.mixture == mixture)
+                               & (sub.method == method)].groupby("cell", sort=False):
+                for label, runs in convergence_groups(cell):
+                    ok = trained(runs)
+                    diverged = runs[runs.status == "diverged"]
+                    note = ", ".join([f"seed {s} diverged at it. {int(i)}"
+                                      for s, i in zip(diverged.seed, diverged.diverged_at)]
+                                     + [f"seed {s} failed"
+                                        for s in runs[runs.status == "failed"].seed])
+                    yield {"mixture": mixture, "method": method + label,
+                           "iterations": int(runs.iterations.iloc[0]), "seeds": len(ok),
+                           "converged": converged_count(runs),
+                           "modes (of K)": f"{fmt_mean_se(ok.modes, 1)} / {k}",
+                           "HQ %": fmt_mean_se(ok.hq_pct, 1), "KL": fmt_mean_se(ok.kl, 3),
+                           "W1": fmt_mean_se(ok.w1, 3),
+                           "recon": fmt_mean_se(ok.recon_error, 3),
+                           "MMD(Q)": fmt_mean_se(ok.latent_mmd, 4),
+                           "diverged / failed": note or "–"}
+
+
+def table_section(sub, profile, preset, mixtures) -> list[str]:
+    rows = list(cell_rows(sub, mixtures, preset))
     iters = sorted(set(sub.iterations))
     header = f"## {profile} profile, {preset} preset"
     text = (f"Protocol: 3-std mode coverage under {PRESET_TEXT[preset]}; profile "
             f"`{profile}`, {', '.join(map(str, iters))} iterations, width "
-            f"{', '.join(map(str, sorted(set(sub.width))))} of Appendix D1.")
-    table = pd.DataFrame(rows)
-    return [header, "", text, "", markdown_table(table), ""]
+            f"{', '.join(map(str, sorted(set(sub.width))))} of Appendix D1"
+            + (f", n_critic {', '.join(map(str, sorted(set(sub.n_critic))))}, lr "
+               f"{', '.join(f'{v:g}' for v in sorted(set(sub.lr)))} "
+               f"({', '.join(sorted(set(sub.lr_schedule)))})." if "lr" in sub else "."))
+    known = trained(sub).converged.dropna()
+    verdict = (f" {int(sum(str(v) in ('True', '1.0') for v in known))} of {len(known)} runs "
+               "converged." if len(known) else " The rule does not apply to these runs "
+               "(too short).")
+    return [header, "", text + verdict, "", markdown_table(pd.DataFrame(rows)), ""]
 
 
 def plot_samples(sub, results, mixtures, profile, preset, path) -> None:
@@ -113,7 +168,7 @@ def plot_samples(sub, results, mixtures, profile, preset, path) -> None:
             for c in centres:
                 ax.add_patch(plt.Circle(c, N_STD * std, color="0.75", lw=0))
             cell = sub[(sub.mixture == mixture) & (sub.method == method)]
-            cell = cell[cell.status != "diverged"].sort_values("seed")
+            cell = trained(cell).sort_values("seed")
             title = f"{method} · {mixture}"
             if len(cell):
                 run_id = cell.iloc[0]["run_id"]
@@ -132,6 +187,114 @@ def plot_samples(sub, results, mixtures, profile, preset, path) -> None:
             ax.set_yticks([])
             ax.set_title(title, fontsize=8)
     save_figure(fig, path)
+
+
+def reference_profile(df) -> str:
+    """The profile the literature comparison and the verdicts read: converged if run."""
+    return "converged" if "converged" in set(df.profile) else ordered(df.profile,
+                                                                        PROFILE_ORDER)[0]
+
+
+def literature_section(df) -> list[str]:
+    profile = reference_profile(df)
+    sub = trained(df[(df.profile == profile) & (df.preset == "literature")])
+    if sub.empty:
+        return []
+    rows, verdicts = [], []
+    for mixture in ("ring", "grid"):
+        mix = sub[sub.mixture == mixture]
+        if mix.empty:
+            continue
+        for method in ordered(mix["method"], METHOD_NAMES):
+            cell = mix[mix.method == method]
+            rows.append({"mixture": mixture, "source": f"this suite ({profile})",
+                         "method": method, "modes": fmt_mean_se(cell.modes, 1),
+                         "HQ %": fmt_mean_se(cell.hq_pct, 1),
+                         "runs": f"{len(cell)} (converged {converged_count(cell)})",
+                         "budget (iterations)": f"{int(cell.iterations.iloc[0]):,}"})
+        for source, name, (r_modes, r_hq), (g_modes, g_hq), spread in PUBLISHED:
+            modes, hq = (r_modes, r_hq) if mixture == "ring" else (g_modes, g_hq)
+            rows.append({"mixture": mixture, "source": f"{source} ({TABLES[source]})",
+                         "method": name, "modes": f"{modes:g}", "HQ %": f"{hq:g}",
+                         "runs": spread,
+                         "budget (iterations)": f"{SETUPS[source][1]:,}"})
+        for method, name in BASELINES.items():
+            cell = mix[mix.method == method]
+            if not cell.empty:
+                verdicts.append(baseline_verdict(cell, name, mixture))
+    setups = [f"- {source}: {text}." for source, (text, _) in SETUPS.items()]
+    budget = int(sub.iterations.iloc[0])
+    return ["## The literature beside the suite (literature preset)", "",
+            "Published numbers under the standard protocol (`../shared/docs/protocols.md`) "
+            f"next to this suite's `{profile}` runs on the literature presets. They come "
+            "from other networks and budgets, so they are context, not targets: the suite "
+            "compares methods only under its own identical setup.", "",
+            markdown_table(pd.DataFrame(rows)), "",
+            "Setups behind the published numbers:", "", *setups, "",
+            f"This suite: the shared Appendix D1 networks at the profile's width, one recipe "
+            f"for all four methods, {budget:,} iterations.", "",
+            "### Does each baseline fall inside the published range?", "",
+            "Inside: this suite's mean ± 2 s.e. overlaps the range of the published means "
+            "for the same method, in both modes and HQ %.", "", *verdicts, ""]
+
+
+def baseline_verdict(cell, name: str, mixture: str) -> str:
+    pub = published(name, mixture)
+    modes, hq = cell.modes.astype(float), cell.hq_pct.astype(float)
+
+    def band(v):
+        mean = v.mean()
+        se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
+        return mean - 2 * se, mean + 2 * se
+
+    checks = []
+    for label, ours, theirs in (("modes", band(modes), [p[1] for p in pub]),
+                                ("HQ %", band(hq), [p[2] for p in pub])):
+        lo, hi = min(theirs), max(theirs)
+        inside = ours[1] >= lo and ours[0] <= hi
+        where = "inside" if inside else ("below" if ours[1] < lo else "above")
+        checks.append((label, where, lo, hi, (ours[0] + ours[1]) / 2))
+    sources = ", ".join(f"{s} {m:g} / {h:g} %" for s, m, h in pub)
+    text = "; ".join(f"{label} {mean:.1f} is {where} [{lo:g}, {hi:g}]"
+                     for label, where, lo, hi, mean in checks)
+    out = f"- **{name} ({cell.method.iloc[0]}), {mixture}**: {text} (published: {sources})."
+    if any(where != "inside" for _, where, *_ in checks):
+        budget = int(cell.iterations.iloc[0])
+        budgets = ", ".join(f"{s} {SETUPS[s][1]:,}" for s in dict.fromkeys(p[0] for p in pub))
+        out += (f" Setup differences: this suite trains {budget:,} iterations against the "
+                f"published {budgets}, on Appendix D1's networks with one recipe shared by "
+                "all methods rather than each paper's own.")
+    return out
+
+
+def quick_vs_converged(df) -> list[str]:
+    """Every cell run under both the quick and the converged profile: quick → converged."""
+    if not {"quick", "converged"} <= set(df.profile):
+        return []
+    rows = []
+    ok = trained(df)
+    for preset in ordered(ok.preset, ["paper", "literature"]):
+        for mixture in ordered(ok.mixture, MIXTURES):
+            for method in ordered(ok.method, METHOD_NAMES):
+                q = ok[(ok.profile == "quick") & (ok.preset == preset) & (ok.mixture == mixture)
+                       & (ok.method == method)]
+                c = ok[(ok.profile == "converged") & (ok.preset == preset)
+                       & (ok.mixture == mixture) & (ok.method == method)]
+                if q.empty or c.empty:
+                    continue
+                rows.append({"preset": preset, "mixture": mixture, "method": method,
+                             "seeds quick / converged": f"{len(q)} / {len(c)}",
+                             "converged (quick → converged)":
+                                 f"{converged_count(q)} → {converged_count(c)}",
+                             "modes": f"{q.modes.mean():.1f} → {c.modes.mean():.1f}",
+                             "HQ %": f"{q.hq_pct.mean():.1f} → {c.hq_pct.mean():.1f}",
+                             "W1": f"{q.w1.mean():.3f} → {c.w1.mean():.3f}"})
+    if not rows:
+        return []
+    return ["## Quick against converged, every cell", "",
+            "The quick profile is the 15-minute smoke run; the converged profile is the "
+            "reference (docs/converged.md). Means over seeds, quick → converged.", "",
+            markdown_table(pd.DataFrame(rows)), ""]
 
 
 def quick_vs_long(df) -> list[str]:

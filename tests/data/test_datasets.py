@@ -78,6 +78,24 @@ def test_a_plain_folder_keeps_the_last_tenth_by_name_for_validation(image_folder
     assert (len(train), len(val)) == (9, 1) and "plain folder" in val.source
 
 
+def test_a_plain_folder_of_one_image_says_it_needs_two(tmp_path):
+    folder = tmp_path / "one"
+    write_images(folder, 1)
+    with pytest.raises(DatasetError, match=r"holds 1 image; a plain folder needs at least 2"):
+        load_dataset("celeba", "train", folder, cache_dir=tmp_path / "c")
+
+
+def test_a_file_rewritten_in_place_is_decoded_again_not_served_from_the_cache(image_folder,
+                                                                            tmp_path):
+    cache = tmp_path / "c"
+    load_dataset("celeba", "train", image_folder, cache_dir=cache)
+    victim = image_folder / "000003.png"
+    size = victim.stat().st_size
+    victim.write_bytes(b"\0" * size)          # same name, same size, corrupt
+    with pytest.raises(DatasetError, match="corrupt or unreadable image .*000003.png"):
+        load_dataset("celeba", "train", image_folder, cache_dir=cache)
+
+
 def test_the_sampler_resumes_the_same_batches():
     a = BatchSampler(10, 4, seed=3)
     first = [a.next() for _ in range(3)]

@@ -45,7 +45,7 @@ def test_a_nan_loss_is_recorded_as_diverged_with_its_iteration(tmp_path):
     [result] = train(cfg)
     assert result.status == "diverged" and 1 <= result.diverged_at < 50
     assert result.models is None and result.iterations == result.diverged_at
-    [row] = run_unit((cfg,), tmp_path)
+    [(row, _)] = run_unit((cfg,), tmp_path)
     assert row["status"] == "diverged" and row["diverged_at"] == result.diverged_at
     assert math.isnan(row["w1"])
 

@@ -63,3 +63,32 @@ def test_results_of_an_older_schema_are_a_clear_error(tmp_path, capsys):
 def test_reports_without_results_is_a_clear_error(tmp_path, capsys):
     assert main(["reports", "--out", str(tmp_path)]) == 2
     assert "no results" in capsys.readouterr().err
+
+
+def test_the_converged_profile_refuses_a_budget_the_rule_cannot_judge(tmp_path, capsys):
+    rc = main(["mode-coverage", "--profile", "converged", "--iterations", "10",
+               "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "use --iterations 12 or more" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("bad, message", [(["--set", "lr=fast"], "takes a float"),
+                                          (["--set", "bogus=1"], "unknown config field"),
+                                          (["--set", "mixture=ring"], "use --mixtures"),
+                                          (["--set", "lr"], "expected FIELD=VALUE")])
+def test_a_bad_field_override_is_refused(tmp_path, capsys, bad, message):
+    with pytest.raises(SystemExit) as err:
+        main(["mode-coverage", "--out", str(tmp_path), *bad])
+    assert err.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_an_overridden_budget_is_another_run_and_both_rows_stay(tmp_path):
+    args = ["mode-coverage", "--profile", "tiny", "--seeds", "1", "--mixtures", "ring",
+            "--methods", "wgan_gp", "--presets", "paper", "--out", str(tmp_path), "--jobs",
+            "1", "--no-report"]
+    assert main(args) == 0
+    assert main([*args, "--iterations", "12"]) == 0
+    df = read_results(tmp_path / "results" / "mode_coverage.csv")
+    assert sorted(df.iterations) == [6, 12] and len(set(df.run_id)) == 2
+    assert len(set(df.cell)) == 2

@@ -256,3 +256,35 @@ def test_the_committed_references_match_the_current_code_for_one_cell(tmp_path):
     rows = compare(refs[refs.case == case], regression.collect(subset, tmp_path), [subset])
     assert len(rows) == 1 + len(subset.metrics)
     assert [r for r in rows if r["verdict"] != "ok"] == []
+
+
+def drifted_in(out, kind: str) -> set[str]:
+    text = (out / REPORT).read_text()
+    return {line.split("|")[3].strip() for line in text.splitlines()
+            if line.startswith(f"| {kind} |") and line.rstrip().endswith("| DRIFT |")}
+
+
+@pytest.mark.slow
+def test_the_convergence_subset_catches_a_gap_whose_copies_are_never_optimised(tmp_path,
+                                                                              monkeypatch):
+    from iwgan.core import duality_gap
+
+    subsets = [regression.convergence_subset("tiny", methods=("iwgan",))]
+    assert run_regression(tmp_path, update=True, subsets=subsets) == 0
+    assert run_regression(tmp_path, subsets=subsets) == 0
+    monkeypatch.setattr(duality_gap, "_minimise", lambda *args, **kwargs: None)
+    assert run_regression(tmp_path, subsets=subsets) == 1
+    assert "dual_gap_final" in drifted_in(tmp_path, "convergence")
+
+
+@pytest.mark.slow
+def test_the_digits_subset_catches_a_resume_that_loses_the_data_samplers_state(tmp_path,
+                                                                              monkeypatch):
+    from iwgan.data.datasets import ImageBatches
+
+    subsets = [regression.digits_subset(methods=("iwgan",))]
+    assert run_regression(tmp_path, update=True, subsets=subsets) == 0
+    assert run_regression(tmp_path, subsets=subsets) == 0
+    monkeypatch.setattr(ImageBatches, "load_state_dict", lambda self, state: None)
+    assert run_regression(tmp_path, subsets=subsets) == 1
+    assert {"fd", "recon_error"} <= drifted_in(tmp_path, "digits")

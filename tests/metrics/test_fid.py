@@ -84,6 +84,17 @@ def test_a_local_weights_file_is_loaded_and_keys_the_cache(tmp_path):
     assert torch.equal(loaded, state["Conv2d_1a_3x3.conv.weight"])
 
 
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", None])
+def test_a_corrupt_weights_file_is_one_clear_error_naming_it(tmp_path, content):
+    path = tmp_path / fid.INCEPTION_FILE
+    if content is None:   # a readable file of the wrong network
+        torch.save({"conv.weight": torch.zeros(1)}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(fid.FIDError, match=rf"{path}: not a readable Inception weights file"):
+        fid.inception_extractor(path, dims=64)
+
+
 def test_missing_inception_weights_offline_name_the_file_and_where_to_put_it(tmp_path,
                                                                              monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))

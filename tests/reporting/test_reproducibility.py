@@ -90,7 +90,7 @@ def test_evaluation_draws_from_its_own_seeded_generator_and_leaves_training_alon
 @pytest.mark.slow
 def test_every_run_directory_and_results_row_carries_its_manifest(tmp_path):
     cfg = make_config("tiny", method="iwgan", iterations=2)
-    [row] = run_unit((cfg,), tmp_path)
+    [(row, _)] = run_unit((cfg,), tmp_path)
     manifest = json.loads((tmp_path / cfg.run_id / "manifest.json").read_text())
     assert set(MANIFEST_KEYS) | {"finished"} <= set(manifest)
     for package in ("torch", "torchvision", "numpy", "scipy", "pytorch-fid", "pot"):

@@ -1,0 +1,105 @@
+"""When a run has finished learning: the plateau rule, applied to its evaluation curve.
+
+A run is **converged** when, over the last quarter of its training (the evaluations at
+or after 3/4 of its iterations, at least ``MIN_EVALUATIONS`` of them), neither its exact
+W1 nor its percentage of high-quality samples still moves: a least-squares line through
+each metric over that window changes across the window by at most
+
+    W1:    W1_REL x the window's mean W1 + the W1 noise floor of the curve's sample size
+           (two real samples of that size are that far apart: a change below it is noise)
+    HQ %:  HQ_ABS percentage points.
+
+It says the run plateaued, not that it is good: a collapsed generator that no longer
+changes is converged. Why a fitted line and not the first and last points: a single
+evaluation's W1 and HQ % are noisy (500 and 2,500 samples), and the fit uses all of the
+window's points. ``tests/metrics/test_plateau.py`` checks the rule on synthetic curves.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+MIN_EVALUATIONS = 4      # in the last quarter
+WINDOW = 0.25            # the last quarter of training
+W1_REL = 0.10            # W1 may drift by 10 % of its level ...
+HQ_ABS = 5.0             # ... and HQ % by 5 points across the window
+CURVE_POINTS = 16        # evaluations a run records (then 4 fall in the last quarter)
+
+
+def curve_every(iterations: int) -> int:
+    """The evaluation period that gives a run ``CURVE_POINTS`` evaluations after 0."""
+    return max(1, iterations // CURVE_POINTS)
+
+
+def evaluation_iterations(iterations: int, every: int) -> list[int]:
+    """The iterations a run evaluates at: 0, every ``every``, and the last."""
+    return sorted({0, *range(every, iterations + 1, every), iterations})
+
+
+def in_window(iterations: int, every: int) -> int:
+    """How many of a run's evaluations fall in its last quarter."""
+    start = (1 - WINDOW) * iterations
+    return sum(it >= start for it in evaluation_iterations(iterations, every))
+
+
+def check_assessable(iterations: int) -> None:
+    """Refuse a budget whose curve cannot hold the rule's minimum in its last quarter."""
+    n = in_window(iterations, curve_every(iterations))
+    if n < MIN_EVALUATIONS:
+        least = next(t for t in range(1, 10 * CURVE_POINTS)
+                     if in_window(t, curve_every(t)) >= MIN_EVALUATIONS)
+        raise ValueError(f"{iterations} iterations give {n} evaluation(s) in the last "
+                         f"quarter; the convergence rule needs at least {MIN_EVALUATIONS}: "
+                         f"use --iterations {least} or more")
+
+
+def check_window(iterations: int, every: int) -> None:
+    """The same for a curve evaluated every ``every`` iterations (--eval-every)."""
+    n = in_window(iterations, every)
+    if n < MIN_EVALUATIONS:
+        raise ValueError(f"{iterations} iterations evaluated every {every} give {n} "
+                         f"evaluation(s) in the last quarter; the convergence rule needs at "
+                         f"least {MIN_EVALUATIONS}: lower --eval-every to at most "
+                         f"{iterations // (4 * MIN_EVALUATIONS)} or raise --iterations")
+
+
+def fitted_change(iterations, values) -> float:
+    """The change across the window of a least-squares line through the points."""
+    x, y = np.asarray(iterations, float), np.asarray(values, float)
+    if np.ptp(x) == 0:
+        return 0.0
+    slope = np.polyfit(x, y, 1)[0]
+    return float(slope * np.ptp(x))
+
+
+def window_of(curve, iterations: int) -> list[dict]:
+    """The curve's evaluations in the last quarter of ``iterations``."""
+    rows = curve.to_dict("records") if hasattr(curve, "to_dict") else list(curve)
+    return [r for r in rows if r["iteration"] >= (1 - WINDOW) * iterations]
+
+
+def assessable(curve, iterations: int) -> bool:
+    return len(window_of(curve, iterations)) >= MIN_EVALUATIONS
+
+
+def plateau(curve, iterations: int, w1_floor: float) -> dict:
+    """Whether the run of ``curve`` (rows with ``iteration``, ``w1``, ``hq_pct``; a
+    DataFrame or a list of dicts) converged, with the numbers behind the verdict."""
+    window = window_of(curve, iterations)
+    if len(window) < MIN_EVALUATIONS:
+        raise ValueError(f"the last quarter of {iterations} iterations holds "
+                         f"{len(window)} evaluation(s); the rule needs {MIN_EVALUATIONS}")
+    its = [r["iteration"] for r in window]
+    w1 = [r["w1"] for r in window]
+    hq = [r["hq_pct"] for r in window]
+    if not all(math.isfinite(v) for v in (*w1, *hq)):
+        return {"converged": False, "plateau_w1_change": float("nan"),
+                "plateau_w1_allowed": float("nan"), "plateau_hq_change": float("nan"),
+                "plateau_evaluations": len(window)}
+    w1_change, hq_change = fitted_change(its, w1), fitted_change(its, hq)
+    allowed = W1_REL * float(np.mean(w1)) + w1_floor
+    return {"converged": bool(abs(w1_change) <= allowed and abs(hq_change) <= HQ_ABS),
+            "plateau_w1_change": w1_change, "plateau_w1_allowed": allowed,
+            "plateau_hq_change": hq_change, "plateau_evaluations": len(window)}

@@ -1,0 +1,74 @@
+"""reports/mode_coverage.md from made-up results: convergence counted and never averaged
+across converged and unconverged runs, budgets never mixed in one cell, the literature
+beside the literature preset with a computed verdict per baseline, quick against
+converged for every cell."""
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from iwgan.data.mixtures import MIXTURES, PRESETS, get_mixture
+from iwgan.engine.config import make_config
+from iwgan.engine.records import SCHEMA_VERSION
+from iwgan.reporting.mode_coverage import build_report
+
+
+def row(profile, preset, mixture, method, seed, modes, hq, converged=True, **override):
+    cfg = make_config(profile, method=method, mixture=mixture, preset=preset, seed=seed,
+                      **override)
+    return {"schema_version": SCHEMA_VERSION, "run_id": cfg.run_id, "method": method,
+            "mixture": mixture, "preset": preset, "seed": seed, "profile": profile,
+            "iterations": cfg.iterations, "width": cfg.width, "batch_size": cfg.batch_size,
+            "lr": cfg.lr, "lr_schedule": cfg.lr_schedule, "n_critic": cfg.n_critic,
+            "config_hash": cfg.hash(), "cell": cfg.cell_key(), "status": "finished",
+            "modes": modes, "hq_pct": hq, "kl": 0.1, "w1": 0.2, "recon_error": 0.1,
+            "latent_mmd": 0.01, "converged": converged, "train_seconds": 1.0,
+            "eval_seconds": 0.1, "command": "python -m iwgan mode-coverage", "commit": "abc",
+            "dirty": False, "stacked": 1, "diverged_at": np.nan}
+
+
+def write(tmp_path, rows):
+    results = tmp_path / "results"
+    results.mkdir()
+    pd.DataFrame(rows).to_csv(results / "mode_coverage.csv", index=False)
+    (results / "mixtures.json").write_text(json.dumps(
+        {f"{m}-{p}": get_mixture(m, p).to_json() for p in PRESETS for m in MIXTURES}))
+    return (build_report(results, tmp_path / "reports")).read_text()
+
+
+def test_a_cell_whose_runs_did_not_all_converge_is_split_and_budgets_are_not_mixed(tmp_path):
+    rows = [row("converged", "paper", "ring", "iwgan", s, 8, 80.0, converged=c)
+            for s, c in ((0, True), (1, True), (2, False))]
+    rows += [row("converged", "paper", "ring", "iwgan", 0, 4, 10.0, iterations=100)]
+    text = write(tmp_path, rows)
+    table = [line for line in text.splitlines() if line.startswith("| ring | iwgan")]
+    assert len(table) == 3                      # converged runs, the other run, 100 its
+    assert any("(converged runs)" in line and "| 2 | 2/2 |" in line for line in table)
+    assert any("(runs not converged)" in line and "| 1 | 0/1 |" in line for line in table)
+    assert any("| 100 |" in line and "4.0" in line for line in table)
+    assert "3 of 4 runs converged." in text
+
+
+def test_the_literature_is_shown_beside_the_literature_preset_with_a_verdict(tmp_path):
+    rows = [row("converged", "literature", "ring", "wgan_gp", s, 6.8, 59.6) for s in (0, 1)]
+    rows += [row("converged", "literature", "ring", "ali", s, 1.0, 0.0) for s in (0, 1)]
+    text = write(tmp_path, rows)
+    assert "| ring | GDPP (Table 1) | WGAN-GP | 6.8 | 59.6 |" in text
+    assert "| ring | PacGAN (Table 1) | ALI | 6.6 | 97.6 |" in text
+    verdicts = [line for line in text.splitlines() if line.startswith("- **")]
+    wgan = next(v for v in verdicts if v.startswith("- **WGAN-GP"))
+    ali = next(v for v in verdicts if v.startswith("- **ALI"))
+    assert "modes 6.8 is inside [6.8, 6.8]" in wgan and "Setup differences" not in wgan
+    assert "modes 1.0 is below [2.8, 6.6]" in ali and "Setup differences" in ali
+
+
+def test_quick_against_converged_is_shown_for_every_cell(tmp_path):
+    rows = []
+    for mixture in ("ring", "grid"):
+        rows += [row("quick", "paper", mixture, "iwgan", 0, 3, 5.0, converged=False),
+                 row("converged", "paper", mixture, "iwgan", 0, 8, 70.0)]
+    text = write(tmp_path, rows)
+    section = text.split("## Quick against converged, every cell")[1]
+    assert "| paper | ring | iwgan | 1 / 1 | 0/1 → 1/1 | 3.0 → 8.0 | 5.0 → 70.0 |" in section
+    assert "| paper | grid | iwgan |" in section
