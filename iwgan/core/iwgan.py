@@ -5,6 +5,10 @@ Per outer iteration, ``n_critic`` critic steps then ``n_critic`` G/Q steps, Adam
     critic:  minimise  f(G(z)) - f(G(Q(x))) + lambda_gp * GP(f; x, G(z))
     G and Q: minimise  ||x - G(Q(x))|| + f(G(Q(x))) - f(G(z)) + lambda_mmd * MMD(Q(x), z)
 
+Option ``reconstruction``: "l2" (default, eq. (3) and the authors' code: the norm, not
+squared) or "l2_squared" (||x - G(Q(x))||^2, an ablation: its gradient grows with the
+error, where the norm's has length 1 per sample whatever the error; docs/methods/iwgan.md).
+
 ``L(G, Q, f) = ||x - G(Q(x))|| + f(G(Q(x))) - f(G(z))`` is the iWGAN objective (3)
 (:func:`objective_L`, also the value whose duality gap eq. (4) measures); the cheap
 duality-gap estimate logged every iteration is primal - dual on the current batch,
@@ -16,15 +20,17 @@ from __future__ import annotations
 import torch
 
 from iwgan.core.losses import gradient_penalty, mmd_imq, reconstruction_error
-from iwgan.core.methods import Models, Phase, encode, generate  # noqa: F401
+from iwgan.core.methods import Models, Phase, encode, generate, resolve_options  # noqa: F401
 from iwgan.core.networks import build_networks
 
 HAS_ENCODER = True
-OPTIONS: dict = {}
+OPTIONS: dict = {"reconstruction": "l2"}
+RECONSTRUCTIONS = ("l2", "l2_squared")
 LOGS = ("critic_loss", "gradient_penalty", "objective_L", "reconstruction", "mmd", "dual_gap")
 
 
 def build(cfg) -> Models:
+    squared(cfg)   # refuses an unknown option value before anything trains
     nets = build_networks(cfg.arch, cfg.width, cfg.z_dim)
     return Models(generator=nets.generator, critic=nets.critic, encoder=nets.encoder,
                   optimized={"critic": ("critic",), "generator": ("generator", "encoder")})
@@ -35,12 +41,22 @@ def phases(cfg):
             Phase(generator_loss, "generator", cfg.n_critic)]
 
 
-def objective_terms(m: Models, x, z) -> dict:
+def squared(cfg) -> bool:
+    kind = resolve_options("iwgan", getattr(cfg, "options", {}))["reconstruction"]
+    if kind not in RECONSTRUCTIONS:
+        raise ValueError(f"method 'iwgan' option 'reconstruction' must be one of "
+                         f"{RECONSTRUCTIONS}, got {kind!r}")
+    return kind == "l2_squared"
+
+
+def objective_terms(m: Models, x, z, square: bool = False) -> dict:
     """L(G, Q, f) = E||x - G(Q(x))|| + E f(G(Q(x))) - E f(G(z)), eq. (3), as "L", with
-    its pieces: Q(x) ("code"), E||x - G(Q(x))|| ("reconstruction") and E f(G(z))."""
+    its pieces: Q(x) ("code"), E||x - G(Q(x))|| ("reconstruction") and E f(G(z)).
+    ``square``: the reconstruction term squared (the ``l2_squared`` ablation)."""
     code = m.encoder(x)
     recon = m.generator(code)
-    reconstruction = reconstruction_error(x, recon).mean()
+    error = reconstruction_error(x, recon)
+    reconstruction = (error ** 2 if square else error).mean()
     f_fake = m.critic(m.generator(z)).mean()
     return {"L": reconstruction + m.critic(recon).mean() - f_fake, "code": code,
             "reconstruction": reconstruction, "f_fake": f_fake}
@@ -61,7 +77,7 @@ def critic_loss(m: Models, x, z, cfg, noise):
 
 
 def generator_loss(m: Models, x, z, cfg, noise):
-    t = objective_terms(m, x, z)
+    t = objective_terms(m, x, z, squared(cfg))
     mmd = mmd_imq(t["code"], z)
     with torch.no_grad():
         dual = m.critic(x).mean() - t["f_fake"]

@@ -84,22 +84,33 @@ def assessable(curve, iterations: int) -> bool:
     return len(window_of(curve, iterations)) >= MIN_EVALUATIONS
 
 
-def plateau(curve, iterations: int, w1_floor: float) -> dict:
-    """Whether the run of ``curve`` (rows with ``iteration``, ``w1``, ``hq_pct``; a
-    DataFrame or a list of dicts) converged, with the numbers behind the verdict."""
+def settled(curve, iterations: int, limits: dict) -> dict:
+    """The rule for any curve: ``limits`` maps a label to (metric, relative, absolute):
+    over the last quarter of ``iterations`` a least-squares line through the metric may
+    change by at most relative x its mean there + absolute. Converged when every metric
+    stays within its limit."""
     window = window_of(curve, iterations)
     if len(window) < MIN_EVALUATIONS:
         raise ValueError(f"the last quarter of {iterations} iterations holds "
                          f"{len(window)} evaluation(s); the rule needs {MIN_EVALUATIONS}")
     its = [r["iteration"] for r in window]
-    w1 = [r["w1"] for r in window]
-    hq = [r["hq_pct"] for r in window]
-    if not all(math.isfinite(v) for v in (*w1, *hq)):
-        return {"converged": False, "plateau_w1_change": float("nan"),
-                "plateau_w1_allowed": float("nan"), "plateau_hq_change": float("nan"),
-                "plateau_evaluations": len(window)}
-    w1_change, hq_change = fitted_change(its, w1), fitted_change(its, hq)
-    allowed = W1_REL * float(np.mean(w1)) + w1_floor
-    return {"converged": bool(abs(w1_change) <= allowed and abs(hq_change) <= HQ_ABS),
-            "plateau_w1_change": w1_change, "plateau_w1_allowed": allowed,
-            "plateau_hq_change": hq_change, "plateau_evaluations": len(window)}
+    out, ok = {}, True
+    for label, (metric, relative, absolute) in limits.items():
+        values = [r[metric] for r in window]
+        if not all(math.isfinite(v) for v in values):
+            out.update({f"plateau_{label}_change": float("nan"),
+                        f"plateau_{label}_allowed": float("nan")})
+            ok = False
+            continue
+        change = fitted_change(its, values)
+        allowed = relative * float(np.mean(values)) + absolute
+        out.update({f"plateau_{label}_change": change, f"plateau_{label}_allowed": allowed})
+        ok = ok and abs(change) <= allowed
+    return {"converged": ok, **out, "plateau_evaluations": len(window)}
+
+
+def plateau(curve, iterations: int, w1_floor: float) -> dict:
+    """Whether the mixture run of ``curve`` (rows with ``iteration``, ``w1``, ``hq_pct``;
+    a DataFrame or a list of dicts) converged, with the numbers behind the verdict."""
+    return settled(curve, iterations, {"w1": ("w1", W1_REL, w1_floor),
+                                       "hq": ("hq_pct", 0.0, HQ_ABS)})

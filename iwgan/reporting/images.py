@@ -25,6 +25,7 @@ from iwgan.reporting.common import (
     save_figure,
     write_report,
 )
+from iwgan.reporting.mode_coverage import converged_count
 
 DATASET_TITLES = {"digits": "Digits (scikit-learn's 8x8 digits at 28x28; offline stand-in "
                             "for MNIST)",
@@ -122,16 +123,24 @@ def profile_section(sub, results, reports, dataset, profile) -> list[str]:
             row[f"this suite ({name})"] = f"not run in this profile: `{SESSIONS[dataset]}`"
             row["recon error"] = "n/a"
             row["seeds"] = 0
+            row["converged"] = "n/a"
         else:
             row[f"this suite ({name})"] = (_fmt(done["fd"], 3) if len(done) else
                                            f"diverged ({', '.join(runs.status)})")
             row["recon error"] = (_fmt(done["recon_error"], 3, na="n/a (no encoder)")
                                              if len(done) else "n/a")
             row["seeds"] = len(done)
+            row["converged"] = (converged_count(runs) if "converged" in runs
+                                and len(done) else "n/a")
         rows.append(row)
     out += [markdown_table(_table_frame(rows)), "",
             "Cells: mean ± standard error over seeds (one seed: the value). recon error is "
-            "the mean of ||x − G(Q(x))|| (L2, pixels in [0, 1]) over the validation split.", ""]
+            "the mean of ||x − G(Q(x))|| (L2, pixels in [0, 1]) over the validation split. "
+            "*Converged*: runs whose 16-point curve (the Fréchet distance on 1,000 samples "
+            "and the reconstruction error of 200 validation images) stopped moving over the "
+            "last quarter of training: each within 10 % of its level (the distance also "
+            "within the real-vs-real floor), by `iwgan.metrics.plateau.settled`; n/a: no "
+            "curve (FID on a CPU, or a run made before curves were recorded).", ""]
     out += figure_section(sub, results, reports, dataset, profile)
     out += runtime_section(sub)
     commands = sorted(set(sub["command"].astype(str)))

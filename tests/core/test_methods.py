@@ -123,3 +123,20 @@ def test_every_loss_is_a_pure_function_of_its_inputs(method):
         second, _ = phase.loss(models, x, z, cfg, noise)
         assert torch.equal(first, second)
         assert torch.equal(state, torch.get_rng_state())    # nothing drawn globally
+
+
+def test_the_squared_reconstruction_ablation_squares_the_norm(cfg):
+    sq = make_config("tiny", lambda_gp=5.0, lambda_mmd=10.0,
+                     options={"reconstruction": "l2_squared"})
+    models = iwgan.build(sq)
+    constant_critic(models)
+    x, z, noise = batch(sq)
+    loss, logs = iwgan.generator_loss(models, x, z, sq, noise)
+    with torch.no_grad():
+        code = models.encoder(x)
+        squared = ((x - models.generator(code)) ** 2).sum(dim=1).mean()
+        mmd = mmd_imq(code, z)
+    assert float(logs["reconstruction"]) == pytest.approx(float(squared), rel=1e-6)
+    assert float(loss) == pytest.approx(float(squared + sq.lambda_mmd * mmd), rel=1e-6)
+    with pytest.raises(ValueError, match="'reconstruction' must be one of"):
+        iwgan.build(make_config("tiny", options={"reconstruction": "l1"}))

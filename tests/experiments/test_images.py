@@ -173,6 +173,7 @@ def test_replicate_digits_end_to_end_then_resume_and_the_reports(tmp_path, capsy
     df = read_image_results(out / "results" / "images.csv")
     assert sorted(df.method) == sorted(METHOD_NAMES) and set(df.status) == {"finished"}
     assert set(df.fd_name) == {"FD-digitsCNN"} and df.fd.notna().all()
+    assert "converged" in df and "| converged |" in (out / "reports" / "digits.md").read_text()
     assert df[df.method == "wgan_gp"].recon_error.isna().all()
     for run_id in df.run_id:
         assert (out / "results" / "images" / f"{run_id}.npz").exists()
