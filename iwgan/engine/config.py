@@ -28,7 +28,19 @@ from iwgan.data.mixtures import MIXTURES, PRESETS
 
 DEVICE_KINDS = ("cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
-LR_SCHEDULES = ("constant", "linear")
+LR_SCHEDULES = ("constant", "linear", "step")
+
+
+def lr_factor(schedule: str, iteration: int, total: int) -> float:
+    """The multiplier on the learning rate at ``iteration`` of ``total``: 1 (constant);
+    linear: decays to 0 at the last iteration; step: 1, then a tenth from half-way on, so
+    that the last half trains at a fixed small rate and a plateau there is a plateau of
+    the model, not of a rate decaying to 0."""
+    if schedule == "linear":
+        return max(0.0, 1.0 - iteration / total)
+    if schedule == "step":
+        return 1.0 if iteration < total // 2 else 0.1
+    return 1.0
 IMAGE_METRICS = ("fid", "fd-cnn")
 # Fields that change how a run executes or what it writes down, not its numbers' meaning.
 EXECUTION = ("device", "threads", "log_every", "checkpoint_every", "sample_every")
@@ -47,7 +59,7 @@ class TrainConfig:
     iterations: int = 20_000       # outer iterations of Algorithm 1
     batch_size: int = 256
     lr: float = 1e-4
-    lr_schedule: str = "constant"  # or "linear": decays linearly to 0 at the last iteration
+    lr_schedule: str = "constant"  # "linear" or "step": see lr_factor
     beta1: float = 0.5
     beta2: float = 0.9
     n_critic: int = 5              # critic steps per outer iteration

@@ -36,6 +36,7 @@ import torch
 from iwgan.core.duality_gap import stop_rule_met
 from iwgan.core.methods import Models
 from iwgan.data.mixtures import MixtureBatches
+from iwgan.engine.config import lr_factor
 from iwgan.engine.devices import configure_torch, is_cuda
 from iwgan.engine.distributed import ONE, World, average
 from iwgan.engine.records import atomic_write_bytes
@@ -147,10 +148,10 @@ class Trainer:
             for module in self.members.models.modules():
                 module.to(memory_format=torch.channels_last)
         self.schedulers = {}
-        if self.cfg.lr_schedule == "linear":
-            total = self.cfg.iterations
+        if self.cfg.lr_schedule != "constant":
+            schedule, total = self.cfg.lr_schedule, self.cfg.iterations
             self.schedulers = {name: torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda it: max(0.0, 1.0 - it / total))
+                opt, lambda it: lr_factor(schedule, it, total))
                 for name, opt in self.members.optimizers.items()}
         k = self.members.k
         self.iteration = 0

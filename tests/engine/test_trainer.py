@@ -131,3 +131,13 @@ def test_resuming_under_another_config_is_refused_naming_the_difference(tmp_path
     other = make_config("tiny", iterations=4, lr=5e-4)
     with pytest.raises(ValueError, match=r"lr \(checkpoint 0.001, now 0.0005\)"):
         Trainer([other], MixtureBatches([other]), resume=path)
+
+
+def test_the_step_schedule_trains_the_second_half_at_a_tenth_of_the_rate():
+    cfg = make_config("tiny", method="iwgan", iterations=4, lr_schedule="step")
+    trainer = Trainer([cfg], MixtureBatches([cfg]))
+    lrs = []
+    for _ in range(4):
+        lrs.append(trainer.members.optimizers["generator"].param_groups[0]["lr"])
+        trainer.run_iteration()
+    assert lrs == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
