@@ -234,9 +234,14 @@ def command(args) -> int:
                                  samples_dir=results / "mode_coverage_samples",
                                  executor=executor)
     rc = finish_grid(args, "mode_coverage", configs, rows, time.perf_counter() - start)
-    if configs[0].profile != "converged" and (reference := committed_reference()) is not None:
-        for line in distance_to_reference(pd.DataFrame(rows), reference):
-            print(line)
+    if configs[0].profile != "converged":
+        reference = committed_reference()
+        if reference is None:
+            print("no distance from a converged reference: the committed "
+                  "results/mode_coverage.csv has no converged rows yet (docs/converged.md)")
+        else:
+            for line in distance_to_reference(pd.DataFrame(rows), reference):
+                print(line)
     return rc
 
 

@@ -92,3 +92,31 @@ def test_an_overridden_budget_is_another_run_and_both_rows_stay(tmp_path):
     df = read_results(tmp_path / "results" / "mode_coverage.csv")
     assert sorted(df.iterations) == [6, 12] and len(set(df.run_id)) == 2
     assert len(set(df.cell)) == 2
+
+
+def test_the_distance_from_the_converged_reference_is_per_cell_means_and_differences():
+    from iwgan.experiments.mode_coverage import distance_to_reference
+
+    def rows(values, iterations):
+        return pd.DataFrame([{"preset": "paper", "mixture": "ring", "method": "iwgan",
+                              "status": "finished", "iterations": iterations, "modes": m,
+                              "hq_pct": h, "w1": w} for m, h, w in values])
+
+    ours = rows([(6, 10.0, 0.5), (8, 20.0, 0.3)], 1_500)         # means 7, 15, 0.4
+    reference = rows([(8, 80.0, 0.1), (8, 90.0, 0.05)], 5_000)   # means 8, 85, 0.075
+    header, line = distance_to_reference(ours, reference)
+    assert "5,000 iterations; this grid: 1,500" in header
+    assert "modes   7.0 ( 8.0,  -1.0)" in line and "HQ %  15.0 ( 85.0,  -70.0)" in line
+    assert "W1 0.400 (0.075, +0.325)" in line
+    other = ours.assign(mixture="grid")                           # no reference cell
+    assert distance_to_reference(other, reference) == []
+
+
+def test_the_default_grid_says_when_there_is_no_converged_reference(tmp_path, capsys,
+                                                                     monkeypatch):
+    import iwgan.experiments.mode_coverage as mc
+    monkeypatch.setattr(mc, "committed_reference", lambda: None)
+    assert main(["mode-coverage", "--profile", "tiny", "--seeds", "1", "--mixtures", "ring",
+                 "--methods", "wgan_gp", "--presets", "paper", "--out", str(tmp_path),
+                 "--jobs", "1", "--no-report"]) == 0
+    assert "no converged rows yet" in capsys.readouterr().out
