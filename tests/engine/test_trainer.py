@@ -73,13 +73,19 @@ def test_stacked_members_that_stop_keep_their_networks_of_that_iteration():
         assert ours["w1"] == pytest.approx(theirs["w1"], rel=1e-4)
 
 
-def test_the_linear_schedule_decays_the_learning_rate_to_zero():
-    cfg = make_config("tiny", method="wgan_gp", iterations=4, lr_schedule="linear")
+def learning_rates(cfg, optimizer):
+    """The rate of ``optimizer`` at each iteration of ``cfg``, and the trainer after them."""
     trainer = Trainer([cfg], MixtureBatches([cfg]))
     lrs = []
-    for _ in range(4):
-        lrs.append(trainer.members.optimizers["critic"].param_groups[0]["lr"])
+    for _ in range(cfg.iterations):
+        lrs.append(trainer.members.optimizers[optimizer].param_groups[0]["lr"])
         trainer.run_iteration()
+    return lrs, trainer
+
+
+def test_the_linear_schedule_decays_the_learning_rate_to_zero():
+    cfg = make_config("tiny", method="wgan_gp", iterations=4, lr_schedule="linear")
+    lrs, trainer = learning_rates(cfg, "critic")
     assert lrs == pytest.approx([1e-3, 0.75e-3, 0.5e-3, 0.25e-3])
     assert trainer.members.optimizers["generator"].param_groups[0]["lr"] == 0.0
 
@@ -135,9 +141,5 @@ def test_resuming_under_another_config_is_refused_naming_the_difference(tmp_path
 
 def test_the_step_schedule_trains_the_second_half_at_a_tenth_of_the_rate():
     cfg = make_config("tiny", method="iwgan", iterations=4, lr_schedule="step")
-    trainer = Trainer([cfg], MixtureBatches([cfg]))
-    lrs = []
-    for _ in range(4):
-        lrs.append(trainer.members.optimizers["generator"].param_groups[0]["lr"])
-        trainer.run_iteration()
+    lrs, _ = learning_rates(cfg, "generator")
     assert lrs == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
