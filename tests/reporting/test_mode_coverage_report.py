@@ -72,3 +72,11 @@ def test_quick_against_converged_is_shown_for_every_cell(tmp_path):
     section = text.split("## Quick against converged, every cell")[1]
     assert "| paper | ring | iwgan | 1 / 1 | 0/1 → 1/1 | 3.0 → 8.0 | 5.0 → 70.0 |" in section
     assert "| paper | grid | iwgan |" in section
+
+
+def test_the_report_says_when_there_is_no_converged_table(tmp_path):
+    quick = [row("quick", "paper", "ring", "iwgan", 0, 8, 10.0)]
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    assert "No converged table yet" in write(tmp_path / "a", quick)
+    both = quick + [row("converged", "paper", "ring", "iwgan", 0, 8, 90.0)]
+    assert "No converged table yet" not in write(tmp_path / "b", both)
