@@ -45,15 +45,22 @@ def test_iwgan_critic_loss_of_a_constant_critic_is_the_penalty_weight(cfg):
     assert float(loss) == pytest.approx(cfg.lambda_gp)
 
 
-def test_iwgan_generator_loss_of_a_constant_critic_is_reconstruction_plus_mmd(cfg):
+def generator_loss_of_a_constant_critic(cfg):
+    """iWGAN's G/Q loss and logs under a constant critic, with what it is made of by hand:
+    each sample's squared distance ||x - G(Q(x))||^2 and the MMD of Q(x) against z."""
     models = iwgan.build(cfg)
     constant_critic(models)
     x, z, noise = batch(cfg)
     loss, logs = iwgan.generator_loss(models, x, z, cfg, noise)
     with torch.no_grad():
         code = models.encoder(x)
-        recon = ((x - models.generator(code)) ** 2).sum(dim=1).sqrt().mean()
-        mmd = mmd_imq(code, z)
+        squared = ((x - models.generator(code)) ** 2).sum(dim=1)
+        return loss, logs, squared, mmd_imq(code, z)
+
+
+def test_iwgan_generator_loss_of_a_constant_critic_is_reconstruction_plus_mmd(cfg):
+    loss, logs, squared, mmd = generator_loss_of_a_constant_critic(cfg)
+    recon = squared.sqrt().mean()
     assert float(logs["reconstruction"]) == pytest.approx(float(recon), rel=1e-6)
     assert float(logs["objective_L"]) == pytest.approx(float(recon), rel=1e-6)   # + c - c
     assert float(loss) == pytest.approx(float(recon + cfg.lambda_mmd * mmd), rel=1e-6)
@@ -128,14 +135,8 @@ def test_every_loss_is_a_pure_function_of_its_inputs(method):
 def test_the_squared_reconstruction_ablation_squares_the_norm(cfg):
     sq = make_config("tiny", lambda_gp=5.0, lambda_mmd=10.0,
                      options={"reconstruction": "l2_squared"})
-    models = iwgan.build(sq)
-    constant_critic(models)
-    x, z, noise = batch(sq)
-    loss, logs = iwgan.generator_loss(models, x, z, sq, noise)
-    with torch.no_grad():
-        code = models.encoder(x)
-        squared = ((x - models.generator(code)) ** 2).sum(dim=1).mean()
-        mmd = mmd_imq(code, z)
+    loss, logs, per_sample, mmd = generator_loss_of_a_constant_critic(sq)
+    squared = per_sample.mean()
     assert float(logs["reconstruction"]) == pytest.approx(float(squared), rel=1e-6)
     assert float(loss) == pytest.approx(float(squared + sq.lambda_mmd * mmd), rel=1e-6)
     with pytest.raises(ValueError, match="'reconstruction' must be one of"):
