@@ -39,6 +39,9 @@ def add_device_argument(p: argparse.ArgumentParser) -> None:
                    help="cpu, cuda or cuda:N (default: cuda where torch sees one, else cpu)")
 
 
+DEFAULT_SEEDS, CONVERGED_SEEDS = 3, 5   # seeds a cell: the grids', the converged table's
+
+
 def add_grid_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", nargs="+", default=list(METHOD_NAMES), choices=METHOD_NAMES,
                    metavar="METHOD", help=f"methods to run (default: all of {METHOD_NAMES})")
@@ -48,7 +51,9 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
                    metavar="PRESET", help=f"mixture presets (default: {' '.join(PRESETS)})")
     p.add_argument("--profile", default=None, choices=list(PROFILES),
                    help="budget and widths (default: paper on CUDA, quick otherwise)")
-    p.add_argument("--seeds", type=positive_int, default=3, help="number of seeds (default 3)")
+    p.add_argument("--seeds", type=positive_int, default=None,
+                   help=f"number of seeds (default {DEFAULT_SEEDS}; "
+                   f"{CONVERGED_SEEDS} under --profile converged, its table's)")
     p.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--iterations", type=positive_int, help="override the profile's iterations")
     p.add_argument("--batch-size", type=positive_int, help="override the profile's batch size")
@@ -109,10 +114,12 @@ def device_of(args) -> str:
     return device
 
 
-def seeds_of(args) -> range:
+def seeds_of(args, profile: str) -> range:
+    """--seeds, or its default: the converged table has 5 seeds a cell, the others 3."""
     if args.first_seed < 0:
         raise ValueError(f"--first-seed must be non-negative, got {args.first_seed}")
-    return range(args.first_seed, args.first_seed + args.seeds)
+    n = args.seeds or (CONVERGED_SEEDS if profile == "converged" else DEFAULT_SEEDS)
+    return range(args.first_seed, args.first_seed + n)
 
 
 def grid_configs(args) -> list:
@@ -126,7 +133,7 @@ def grid_configs(args) -> list:
                                     "batch_size": args.batch_size or overrides.get("batch_size"),
                                     "stop_rule": args.stop_rule or overrides.get("stop_rule")})
             for p in args.presets for x in args.mixtures for m in args.methods
-            for s in seeds_of(args)]
+            for s in seeds_of(args, profile)]
     if profile == "converged":   # its tables say which runs converged: they must be able to
         check_assessable(configs[0].iterations)
     return configs

@@ -449,7 +449,7 @@ def image_configs(args) -> list[ImageConfig]:
                     channels_last=args.channels_last or None, **extra)
     values = {**dict(args.overrides), **{k: v for k, v in explicit.items() if v is not None}}
     return [make_image_config(args.dataset, profile, method=m, seed=s, **values)
-            for m in args.methods for s in seeds_of(args)]
+            for m in args.methods for s in seeds_of(args, args.profile)]
 
 
 @dataclass

@@ -78,6 +78,8 @@ def build_report(results: Path, reports: Path) -> Path:
                 "with which all four methods plateau within the budget, so the tables below "
                 "are of profiles whose runs are not all converged, and their verdicts are "
                 "verdicts on those runs.", ""]
+    else:
+        out += converged_share(df)
     profiles = ordered(df["profile"], PROFILE_ORDER)
     for profile in profiles:
         for preset in ordered(df[df.profile == profile]["preset"], ["paper", "literature"]):
@@ -89,7 +91,7 @@ def build_report(results: Path, reports: Path) -> Path:
                     f"({rel(fig, reports)})", "",
                     "Final samples (seed with the lowest number) in colour over the true "
                     f"mixture's {N_STD:g}-std discs (grey).", ""]
-    out += literature_section(df)
+    out += literature_section(df, results)
     out += quick_vs_converged(df)
     out += quick_vs_long(df)
     out += runtime_section(df, results)
@@ -201,7 +203,18 @@ def reference_profile(df) -> str:
                                                                         PROFILE_ORDER)[0]
 
 
-def literature_section(df) -> list[str]:
+def converged_share(df) -> list[str]:
+    """The lead line: how many runs of the converged profile did finish learning."""
+    runs = trained(df[df.profile == "converged"])
+    per_method = ", ".join(f"{m} {converged_count(runs[runs.method == m])}"
+                           for m in ordered(runs["method"], METHOD_NAMES))
+    return [f"**The `converged` profile leads** (docs/converged.md): "
+            f"{converged_count(runs)} of its runs converged by the rule ({per_method}). "
+            "Its name is the recipe's, not a verdict: each table says how many of its runs "
+            "converged.", ""]
+
+
+def literature_section(df, results: Path) -> list[str]:
     profile = reference_profile(df)
     sub = trained(df[(df.profile == profile) & (df.preset == "literature")])
     if sub.empty:
@@ -227,7 +240,8 @@ def literature_section(df) -> list[str]:
         for method, name in BASELINES.items():
             cell = mix[mix.method == method]
             if not cell.empty:
-                verdicts.append(baseline_verdict(cell, name, mixture))
+                verdicts.append(baseline_verdict(cell, name, mixture,
+                                                 longer_runs(results, method, mixture)))
     setups = [f"- {source}: {text}." for source, (text, _) in SETUPS.items()]
     budget = int(sub.iterations.iloc[0])
     return ["## The literature beside the suite (literature preset)", "",
@@ -244,7 +258,21 @@ def literature_section(df) -> list[str]:
             "for the same method, in both modes and HQ %.", "", *verdicts, ""]
 
 
-def baseline_verdict(cell, name: str, mixture: str) -> str:
+def longer_runs(results: Path, method: str, mixture: str) -> pd.DataFrame:
+    """The recipe search's literature-preset runs of ``method`` on ``mixture``
+    (results/converged_search/*.csv, docs/converged.md): measured budgets and settings
+    beside the table's."""
+    frames = [pd.read_csv(path).assign(search=path.stem)
+              for path in sorted((results / "converged_search").glob("*.csv"))
+              if not path.stem.endswith("-curves")]
+    if not frames:
+        return pd.DataFrame()
+    runs = trained(pd.concat(frames, ignore_index=True))
+    return runs[(runs.method == method) & (runs.mixture == mixture)
+                & (runs.preset == "literature")]
+
+
+def baseline_verdict(cell, name: str, mixture: str, search=None) -> str:
     pub = published(name, mixture)
     modes, hq = cell.modes.astype(float), cell.hq_pct.astype(float)
 
@@ -259,10 +287,11 @@ def baseline_verdict(cell, name: str, mixture: str) -> str:
         lo, hi = min(theirs), max(theirs)
         inside = ours[1] >= lo and ours[0] <= hi
         where = "inside" if inside else ("below" if ours[1] < lo else "above")
-        checks.append((label, where, lo, hi, (ours[0] + ours[1]) / 2))
+        checks.append((label, where, lo, hi, (ours[0] + ours[1]) / 2, *ours))
     sources = ", ".join(f"{s} {m:g} / {h:g} %" for s, m, h in pub)
-    text = "; ".join(f"{label} {mean:.1f} is {where} [{lo:g}, {hi:g}]"
-                     for label, where, lo, hi, mean in checks)
+    text = "; ".join(f"{label} {mean:.1f} (± 2 s.e.: {band_lo:.1f} to {band_hi:.1f}) is "
+                     f"{where} [{lo:g}, {hi:g}]"
+                     for label, where, lo, hi, mean, band_lo, band_hi in checks)
     out = f"- **{name} ({cell.method.iloc[0]}), {mixture}**: {text} (published: {sources})."
     if any(where != "inside" for _, where, *_ in checks):
         budget = int(cell.iterations.iloc[0])
@@ -270,6 +299,15 @@ def baseline_verdict(cell, name: str, mixture: str) -> str:
         out += (f" Setup differences: this suite trains {budget:,} iterations against the "
                 f"published {budgets}, on Appendix D1's networks with one recipe shared by "
                 "all methods rather than each paper's own.")
+        longer = [] if search is None or search.empty else \
+            search[search.iterations > budget].itertuples()
+        measured = "; ".join(
+            f"{int(r.iterations):,} iterations (batch {int(r.batch_size)}, lr {r.lr:g} "
+            f"{r.lr_schedule}, seed {int(r.seed)}, `{r.search}`): {r.modes:g} modes, "
+            f"{r.hq_pct:.1f} % HQ" for r in longer)
+        if measured:
+            out += (" Measured budget effect, the same networks and recipe trained longer "
+                    f"(results/converged_search): {measured}.")
     return out
 
 

@@ -1,10 +1,13 @@
 """Tiny end-to-end runs of the command-line entry point behind the nox sessions."""
 
+import argparse
+
 import pandas as pd
 import pytest
 
 from iwgan.cli import main
 from iwgan.engine.records import SCHEMA_VERSION, read_results
+from iwgan.experiments.common import add_grid_arguments, grid_configs
 
 pytestmark = pytest.mark.slow
 
@@ -120,3 +123,16 @@ def test_the_default_grid_says_when_there_is_no_converged_reference(tmp_path, ca
                  "--methods", "wgan_gp", "--presets", "paper", "--out", str(tmp_path),
                  "--jobs", "1", "--no-report"]) == 0
     assert "no converged rows yet" in capsys.readouterr().out
+
+
+def test_the_converged_profile_defaults_to_its_tables_five_seeds():
+    p = argparse.ArgumentParser()
+    add_grid_arguments(p)
+    seeds = {profile: {c.seed for c in grid_configs(p.parse_args(["--profile", profile,
+                                                                   "--device", "cpu"]))}
+             for profile in ("converged", "quick")}
+    assert seeds == {"converged": set(range(5)), "quick": set(range(3))}
+    chosen = grid_configs(p.parse_args(["--profile", "converged", "--seeds", "2",
+                                        "--first-seed", "4", "--device", "cpu"]))
+    assert {c.seed for c in chosen} == {4, 5}
+    assert len(chosen) == 4 * 3 * 2 * 2

@@ -31,10 +31,14 @@ def row(profile, preset, mixture, method, seed, modes, hq, converged=True, **ove
 def write(tmp_path, rows):
     results = tmp_path / "results"
     results.mkdir()
+    return write_into(results, rows)
+
+
+def write_into(results, rows):
     pd.DataFrame(rows).to_csv(results / "mode_coverage.csv", index=False)
     (results / "mixtures.json").write_text(json.dumps(
         {f"{m}-{p}": get_mixture(m, p).to_json() for p in PRESETS for m in MIXTURES}))
-    return (build_report(results, tmp_path / "reports")).read_text()
+    return (build_report(results, results.parent / "reports")).read_text()
 
 
 def test_a_cell_whose_runs_did_not_all_converge_is_split_and_budgets_are_not_mixed(tmp_path):
@@ -59,8 +63,30 @@ def test_the_literature_is_shown_beside_the_literature_preset_with_a_verdict(tmp
     verdicts = [line for line in text.splitlines() if line.startswith("- **")]
     wgan = next(v for v in verdicts if v.startswith("- **WGAN-GP"))
     ali = next(v for v in verdicts if v.startswith("- **ALI"))
-    assert "modes 6.8 is inside [6.8, 6.8]" in wgan and "Setup differences" not in wgan
-    assert "modes 1.0 is below [2.8, 6.6]" in ali and "Setup differences" in ali
+    assert "modes 6.8 (± 2 s.e.: 6.8 to 6.8) is inside [6.8, 6.8]" in wgan
+    assert "Setup differences" not in wgan
+    assert "modes 1.0 (± 2 s.e.: 1.0 to 1.0) is below [2.8, 6.6]" in ali
+    assert "Setup differences" in ali and "Measured budget effect" not in ali
+
+
+def test_a_baseline_outside_the_range_shows_the_searchs_longer_runs(tmp_path):
+    rows = [row("converged", "literature", "ring", "wgan_gp", s, 2.0, 1.0) for s in (0, 1)]
+    search = tmp_path / "results" / "converged_search"
+    search.mkdir(parents=True)
+    longer = [row("converged", "literature", "ring", "wgan_gp", 0, 8.0, 89.9,
+                  iterations=10_000),
+              row("converged", "literature", "grid", "wgan_gp", 0, 25.0, 54.2,
+                  iterations=10_000),            # another mixture: not shown for the ring
+              row("converged", "literature", "ring", "wgan_gp", 0, 1.0, 0.5,
+                  iterations=500)]               # a shorter budget: not shown
+    pd.DataFrame(longer).to_csv(search / "round.csv", index=False)
+    pd.DataFrame(longer[:1]).to_csv(search / "round-curves.csv", index=False)
+    text = write_into(tmp_path / "results", rows)
+    wgan = next(v for v in text.splitlines() if v.startswith("- **WGAN-GP"))
+    assert wgan.count("Measured budget effect") == 1
+    assert "10,000 iterations (batch 64, lr 0.001 linear, seed 0, `round`): 8 modes, 89.9 % HQ" \
+        in wgan
+    assert "54.2" not in wgan and "500 iterations" not in wgan
 
 
 def test_quick_against_converged_is_shown_for_every_cell(tmp_path):
