@@ -233,7 +233,7 @@ def parse_field(name: str, text: str, cls=None):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     if name not in fields:
         raise ValueError(f"unknown config field {name!r}; known fields: {sorted(fields)}")
-    kind = type(getattr(cls(), name))
+    kind = field_kind(fields[name])
     try:
         if kind is bool:
             if text.lower() not in ("true", "false", "1", "0"):
@@ -248,6 +248,19 @@ def parse_field(name: str, text: str, cls=None):
     except ValueError:
         raise ValueError(f"config field {name!r} takes a {kind.__name__}, got {text!r}") \
             from None
+
+
+def field_kind(field: dataclasses.Field) -> type:
+    """The type a field's value is parsed as: its default's, or for a default of None the
+    first type its annotation names ("int | None": int). Read from the class, not from an
+    instance, since a default instance need not be a valid config."""
+    default = field.default_factory() if field.default is dataclasses.MISSING \
+        else field.default
+    if default is not None:
+        return type(default)
+    names = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict}
+    annotation = field.type if isinstance(field.type, str) else field.type.__name__
+    return names[annotation.split("|")[0].strip()]
 
 
 def check_choice(kind: str, value, choices) -> None:

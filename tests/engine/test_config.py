@@ -2,7 +2,7 @@
 
 import pytest
 
-from iwgan.engine.config import make_config, make_image_config
+from iwgan.engine.config import ImageConfig, make_config, make_image_config, parse_field
 
 
 def test_a_profile_run_is_named_by_its_cell_and_an_override_gets_a_hash_of_it():
@@ -65,3 +65,15 @@ def test_unknown_names_are_refused_with_the_valid_choices(kwargs, word):
 def test_a_method_option_it_does_not_have_is_refused_naming_both():
     with pytest.raises(ValueError, match="'wgan_gp' has no option 'encoder'"):
         make_config("tiny", method="wgan_gp", options={"encoder": "stochastic"})
+
+
+def test_every_image_field_can_be_overridden_from_the_command_line():
+    # Parsed from the class's fields: a default ImageConfig() is not a valid config (its
+    # profile "quick" is a mixture profile), and None defaults take their annotation's type.
+    assert parse_field("options", '{"reconstruction": "l2_squared"}', ImageConfig) == \
+        {"reconstruction": "l2_squared"}
+    assert parse_field("lambda_mmd", "1", ImageConfig) == 1.0
+    assert parse_field("max_train", "100", ImageConfig) == 100
+    assert parse_field("crop", "140", ImageConfig) == 140
+    with pytest.raises(ValueError, match="'max_train' takes a int"):
+        parse_field("max_train", "many", ImageConfig)
