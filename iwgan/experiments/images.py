@@ -295,12 +295,13 @@ def evaluate_images(cfg, models: Models, validation: ImageData, extractor, refer
                        recon_error_median=float(errors.median()),
                        quality_mean=float(quality.mean()),
                        latent_mmd=float(mmd_imq(codes[:CODES_KEPT], prior)),
+                       latent_std=float(codes.std(dim=0).mean()),
                        validation_images=n_val)
     else:
         ends = torch.randn(len(pairs), 2, cfg.z_dim, generator=figure_gen)
         arrays["interp_kind"] = np.array("random prior pairs (no encoder)")
         metrics.update(recon_error=np.nan, recon_error_median=np.nan, quality_mean=np.nan,
-                       latent_mmd=np.nan, validation_images=0)
+                       latent_mmd=np.nan, latent_std=np.nan, validation_images=0)
     path_z = (ends[:, :1] * (1 - weights[None, :, None])
               + ends[:, 1:] * weights[None, :, None])   # (pairs, steps, z)
     interp = generate_images(cfg, models, path_z.reshape(-1, cfg.z_dim), plan)

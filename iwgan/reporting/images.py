@@ -122,6 +122,7 @@ def profile_section(sub, results, reports, dataset, profile) -> list[str]:
         if runs.empty:
             row[f"this suite ({name})"] = f"not run in this profile: `{SESSIONS[dataset]}`"
             row["recon error"] = "n/a"
+            row["Q(x) std"] = "n/a"
             row["seeds"] = 0
             row["converged"] = "n/a"
         else:
@@ -129,6 +130,8 @@ def profile_section(sub, results, reports, dataset, profile) -> list[str]:
                                            f"diverged ({', '.join(runs.status)})")
             row["recon error"] = (_fmt(done["recon_error"], 3, na="n/a (no encoder)")
                                              if len(done) else "n/a")
+            row["Q(x) std"] = (_fmt(done["latent_std"], 3, na="n/a (no encoder)")
+                               if len(done) and "latent_std" in done else "n/a")
             row["seeds"] = len(done)
             row["converged"] = (converged_count(runs) if "converged" in runs
                                 and len(done) else "n/a")
@@ -136,6 +139,10 @@ def profile_section(sub, results, reports, dataset, profile) -> list[str]:
     out += [markdown_table(_table_frame(rows)), "",
             "Cells: mean ± standard error over seeds (one seed: the value). recon error is "
             "the mean of ||x − G(Q(x))|| (L2, pixels in [0, 1]) over the validation split. "
+            "Q(x) std is the standard deviation of the codes Q(x) over the validation split, "
+            "averaged over the latent dimensions: about 1 for codes distributed as the prior "
+            "N(0, I), 0 for an encoder that maps every image to one code (a collapsed "
+            "encoder, whose G(Q(x)) is one image). "
             "*Converged*: runs whose 16-point curve (the Fréchet distance on 1,000 samples "
             "and the reconstruction error of 200 validation images) stopped moving over the "
             "last quarter of training: each within 10 % of its level (the distance also "

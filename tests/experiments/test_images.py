@@ -175,11 +175,14 @@ def test_replicate_digits_end_to_end_then_resume_and_the_reports(tmp_path, capsy
     assert set(df.fd_name) == {"FD-digitsCNN"} and df.fd.notna().all()
     assert "converged" in df and "| converged |" in (out / "reports" / "digits.md").read_text()
     assert df[df.method == "wgan_gp"].recon_error.isna().all()
+    assert df[df.method == "wgan_gp"].latent_std.isna().all()
+    assert (df[df.method != "wgan_gp"].latent_std > 0).all()   # smoke encoders not collapsed
     for run_id in df.run_id:
         assert (out / "results" / "images" / f"{run_id}.npz").exists()
         assert (out / "runs" / run_id / "checkpoint.pt").exists()
     report = (out / "reports" / "digits.md").read_text()
     assert "FD-digitsCNN" in report and "not a FID" in report and "| iwgan |" in report
+    assert "| Q(x) std |" in report
     assert "not run: needs a GPU and CelebA" in (out / "reports" / "celeba.md").read_text()
     assert "69.28" in (out / "reports" / "celeba.md").read_text()
     figures = sorted(p.name for p in (out / "reports" / "figures").iterdir())
