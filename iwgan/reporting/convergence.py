@@ -487,6 +487,12 @@ def verdicts(sub, cur) -> list[str]:
     out = ["### Verdicts", "",
            "Computed from the tables below by `iwgan/reporting/convergence.py` (rules in "
            "brackets); a verdict is about this profile's budget and these seeds only.", ""]
+    if "converged" in sub:
+        per_method = ", ".join(f"{m} {converged_count(sub[sub.method == m])}"
+                               for m in ordered(sub["method"], METHOD_NAMES))
+        out += [f"Runs that finished learning by the plateau rule: {converged_count(sub)} "
+                f"({per_method}); a verdict on runs still learning is a verdict on their "
+                "budget.", ""]
     iw = sub[sub.method == "iwgan"]
     if iw.empty:
         return out + ["- iWGAN was not run: no verdict.", ""]

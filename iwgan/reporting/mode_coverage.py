@@ -302,12 +302,13 @@ def baseline_verdict(cell, name: str, mixture: str, search=None) -> str:
         longer = [] if search is None or search.empty else \
             search[search.iterations > budget].itertuples()
         measured = "; ".join(
-            f"{int(r.iterations):,} iterations (batch {int(r.batch_size)}, lr {r.lr:g} "
-            f"{r.lr_schedule}, seed {int(r.seed)}, `{r.search}`): {r.modes:g} modes, "
+            f"{int(r.iterations):,} iterations (batch {int(r.batch_size)}, n_critic "
+            f"{int(r.n_critic)}, lr {r.lr:g} {r.lr_schedule}, seed {int(r.seed)}, "
+            f"`{r.search}`): {r.modes:g} modes, "
             f"{r.hq_pct:.1f} % HQ" for r in longer)
         if measured:
-            out += (" Measured budget effect, the same networks and recipe trained longer "
-                    f"(results/converged_search): {measured}.")
+            out += (" Measured budget effect, the same networks trained longer in the "
+                    f"recipe search (results/converged_search): {measured}.")
     return out
 
 

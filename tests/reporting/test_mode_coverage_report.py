@@ -84,7 +84,8 @@ def test_a_baseline_outside_the_range_shows_the_searchs_longer_runs(tmp_path):
     text = write_into(tmp_path / "results", rows)
     wgan = next(v for v in text.splitlines() if v.startswith("- **WGAN-GP"))
     assert wgan.count("Measured budget effect") == 1
-    assert "10,000 iterations (batch 64, lr 0.001 linear, seed 0, `round`): 8 modes, 89.9 % HQ" \
+    assert ("10,000 iterations (batch 64, n_critic 5, lr 0.001 linear, seed 0, `round`): "
+            "8 modes, 89.9 % HQ") \
         in wgan
     assert "54.2" not in wgan and "500 iterations" not in wgan
 
