@@ -334,10 +334,11 @@ IMAGE_PROFILES: dict[str, dict[str, dict]] = {
         # The committed CPU run, at most 45 minutes on 2 shared cores for 4 methods x 1
         # seed: quarter-width D2 networks, batch 64, 2 + 2 steps, 1,000 iterations (one
         # thread: ~1.3 s per iteration of all four methods together, up to ~2.2 s when
-        # the other core is busy). lr 1e-3, as the mixtures' quick profile: at 150
-        # iterations iwgan reached FD-digitsCNN 1,808 and reconstruction error 4.3 with
-        # it, against 4,016 and 8.0 with 5e-4.
-        "cpu": dict(width=0.25, iterations=1_000, batch_size=64, lr=1e-3, n_critic=2,
+        # the other core is busy). lr 1e-4, the paper's: at lr 1e-3 iWGAN's encoder lost
+        # every unit of its last ReLU layer within 150 iterations (Q(x) std 0, G(Q(x))
+        # one mean image, FD-digitsCNN 2,007 at 300 iterations), where at 1e-4 no unit
+        # died (Q(x) std 0.95, FD 278); docs/images.md, results/digits_search/.
+        "cpu": dict(width=0.25, iterations=1_000, batch_size=64, lr=1e-4, n_critic=2,
                     metric="fd-cnn", fid_samples=2_000, log_every=20, checkpoint_every=100,
                     sample_every=200, threads=1),
         "smoke": dict(width=0.05, iterations=4, batch_size=16, lr=5e-4, n_critic=1,
