@@ -239,8 +239,10 @@ def command(args) -> int:
         if reference is None:
             print("no distance from a converged reference: the committed "
                   "results/mode_coverage.csv has no converged rows yet (docs/converged.md)")
-        else:
-            for line in distance_to_reference(pd.DataFrame(rows), reference):
+        else:   # the whole grid's rows, those a --resume skipped too
+            ids = {c.run_id for c in configs}
+            grid = read_results(csv)
+            for line in distance_to_reference(grid[grid.run_id.isin(ids)], reference):
                 print(line)
     return rc
 

@@ -136,3 +136,22 @@ def test_the_converged_profile_defaults_to_its_tables_five_seeds():
                                         "--first-seed", "4", "--device", "cpu"]))
     assert {c.seed for c in chosen} == {4, 5}
     assert len(chosen) == 4 * 3 * 2 * 2
+
+
+def test_a_resumed_grid_still_prints_its_distance_from_the_reference(tmp_path, capsys,
+                                                                     monkeypatch):
+    import iwgan.experiments.mode_coverage as mc
+    reference = pd.DataFrame([{"preset": "paper", "mixture": "ring", "method": "wgan_gp",
+                               "status": "finished", "iterations": 5_000, "modes": 8,
+                               "hq_pct": 90.0, "w1": 0.05}])
+    monkeypatch.setattr(mc, "committed_reference", lambda: reference)
+    args = ["mode-coverage", "--profile", "tiny", "--seeds", "1", "--mixtures", "ring",
+            "--methods", "wgan_gp", "--presets", "paper", "--out", str(tmp_path), "--jobs", "1",
+            "--no-report"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert main([*args, "--resume"]) == 0    # nothing trained: the grid's rows are read back
+    again = capsys.readouterr().out
+    assert "0 runs" in again
+    line = next(x for x in first.splitlines() if x.strip().startswith("paper"))
+    assert "( 8.0," in line and line in again.splitlines()
