@@ -33,7 +33,12 @@ from iwgan.reporting.common import (
     wall_time_section,
     write_report,
 )
-from iwgan.reporting.mode_coverage import PRESET_TEXT, PROFILE_ORDER, converged_count
+from iwgan.reporting.mode_coverage import (
+    PRESET_TEXT,
+    PROFILE_ORDER,
+    converged_by_method,
+    converged_count,
+)
 
 REQUIRED = ["status", "train_seconds", "eval_seconds", "w1_threshold", "it_all_modes_hq",
             "it_w1_below", "spearman_dual_gap", "final_w1", "command"]
@@ -488,11 +493,9 @@ def verdicts(sub, cur) -> list[str]:
            "Computed from the tables below by `iwgan/reporting/convergence.py` (rules in "
            "brackets); a verdict is about this profile's budget and these seeds only.", ""]
     if "converged" in sub:
-        per_method = ", ".join(f"{m} {converged_count(sub[sub.method == m])}"
-                               for m in ordered(sub["method"], METHOD_NAMES))
         out += [f"Runs that finished learning by the plateau rule: {converged_count(sub)} "
-                f"({per_method}); a verdict on runs still learning is a verdict on their "
-                "budget.", ""]
+                f"({converged_by_method(sub)}); a verdict on runs still learning is a "
+                "verdict on their budget.", ""]
     iw = sub[sub.method == "iwgan"]
     if iw.empty:
         return out + ["- iWGAN was not run: no verdict.", ""]

@@ -203,13 +203,18 @@ def reference_profile(df) -> str:
                                                                         PROFILE_ORDER)[0]
 
 
+def converged_by_method(runs) -> str:
+    """"iwgan 3/5, wgan_gp 4/5, ...": each method's converged runs."""
+    return ", ".join(f"{m} {converged_count(runs[runs.method == m])}"
+                     for m in ordered(runs["method"], METHOD_NAMES))
+
+
 def converged_share(df) -> list[str]:
     """The lead line: how many runs of the converged profile did finish learning."""
     runs = trained(df[df.profile == "converged"])
-    per_method = ", ".join(f"{m} {converged_count(runs[runs.method == m])}"
-                           for m in ordered(runs["method"], METHOD_NAMES))
     return [f"**The `converged` profile leads** (docs/converged.md): "
-            f"{converged_count(runs)} of its runs converged by the rule ({per_method}). "
+            f"{converged_count(runs)} of its runs converged by the rule "
+            f"({converged_by_method(runs)}). "
             "Its name is the recipe's, not a verdict: each table says how many of its runs "
             "converged.", ""]
 
@@ -219,7 +224,7 @@ def literature_section(df, results: Path) -> list[str]:
     sub = trained(df[(df.profile == profile) & (df.preset == "literature")])
     if sub.empty:
         return []
-    rows, verdicts = [], []
+    rows, verdicts, search = [], [], search_runs(results)
     for mixture in ("ring", "grid"):
         mix = sub[sub.mixture == mixture]
         if mix.empty:
@@ -240,8 +245,9 @@ def literature_section(df, results: Path) -> list[str]:
         for method, name in BASELINES.items():
             cell = mix[mix.method == method]
             if not cell.empty:
-                verdicts.append(baseline_verdict(cell, name, mixture,
-                                                 longer_runs(results, method, mixture)))
+                verdicts.append(baseline_verdict(
+                    cell, name, mixture, search[(search.method == method)
+                                                & (search.mixture == mixture)]))
     setups = [f"- {source}: {text}." for source, (text, _) in SETUPS.items()]
     budget = int(sub.iterations.iloc[0])
     return ["## The literature beside the suite (literature preset)", "",
@@ -258,21 +264,19 @@ def literature_section(df, results: Path) -> list[str]:
             "for the same method, in both modes and HQ %.", "", *verdicts, ""]
 
 
-def longer_runs(results: Path, method: str, mixture: str) -> pd.DataFrame:
-    """The recipe search's literature-preset runs of ``method`` on ``mixture``
-    (results/converged_search/*.csv, docs/converged.md): measured budgets and settings
-    beside the table's."""
+def search_runs(results: Path) -> pd.DataFrame:
+    """The recipe search's finished literature-preset runs (results/converged_search/*.csv,
+    docs/converged.md): measured budgets and settings beside the table's."""
     frames = [pd.read_csv(path).assign(search=path.stem)
               for path in sorted((results / "converged_search").glob("*.csv"))
               if not path.stem.endswith("-curves")]
     if not frames:
-        return pd.DataFrame()
+        return pd.DataFrame(columns=["method", "mixture", "iterations"])
     runs = trained(pd.concat(frames, ignore_index=True))
-    return runs[(runs.method == method) & (runs.mixture == mixture)
-                & (runs.preset == "literature")]
+    return runs[runs.preset == "literature"]
 
 
-def baseline_verdict(cell, name: str, mixture: str, search=None) -> str:
+def baseline_verdict(cell, name: str, mixture: str, search: pd.DataFrame) -> str:
     pub = published(name, mixture)
     modes, hq = cell.modes.astype(float), cell.hq_pct.astype(float)
 
@@ -299,8 +303,7 @@ def baseline_verdict(cell, name: str, mixture: str, search=None) -> str:
         out += (f" Setup differences: this suite trains {budget:,} iterations against the "
                 f"published {budgets}, on Appendix D1's networks with one recipe shared by "
                 "all methods rather than each paper's own.")
-        longer = [] if search is None or search.empty else \
-            search[search.iterations > budget].itertuples()
+        longer = search[search.iterations > budget].itertuples()
         measured = "; ".join(
             f"{int(r.iterations):,} iterations (batch {int(r.batch_size)}, n_critic "
             f"{int(r.n_critic)}, lr {r.lr:g} {r.lr_schedule}, seed {int(r.seed)}, "
