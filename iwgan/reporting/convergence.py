@@ -38,6 +38,7 @@ from iwgan.reporting.mode_coverage import (
     PROFILE_ORDER,
     converged_by_method,
     converged_count,
+    quick_vs_converged,
 )
 
 REQUIRED = ["status", "train_seconds", "eval_seconds", "w1_threshold", "it_all_modes_hq",
@@ -45,6 +46,9 @@ REQUIRED = ["status", "train_seconds", "eval_seconds", "w1_threshold", "it_all_m
 GAP_LABEL = {"dual_gap": "eq. (4) / WGAN gap (sup − inf)",
              "gap_cheap_heldout": "cheap primal − dual, held out",
              "gap_cheap_batch": "cheap primal − dual, training batch"}
+CONVERGENCE_METRICS = {"modes": ("final_modes", 1), "HQ %": ("final_hq_pct", 1),
+                       "W1": ("final_w1", 3), "dual gap": ("dual_gap_final", 3),
+                       "latent MMD p": ("latent_mmd_p", 2), "AUROC": ("auroc", 3)}
 ENCODER_METHODS = [m for m in METHOD_NAMES if get_method(m).HAS_ENCODER]
 
 
@@ -77,6 +81,9 @@ def build_report(results: Path, reports: Path) -> Path:
             out += latent_section(sub, results, figures, reports, tag)
             out += quality_section(sub, results, figures, reports, tag)
             out += interpolation_section(sub, results, figures, reports, tag)
+    out += quick_vs_converged(ok, CONVERGENCE_METRICS, what=(
+        "; final W1 and the dual gap of eq. (4) at the last evaluation, the latent MMD "
+        "test's p-value and the outlier AUROC"))
     out += runtime_section(df, results)
     out += diverged_section(df)
     out += provenance_section(df)

@@ -114,7 +114,7 @@ def convergence_groups(cell: pd.DataFrame):
 
 def converged_count(cell: pd.DataFrame) -> str:
     ok = trained(cell)
-    known = ok.converged.dropna()
+    known = ok.converged.dropna() if "converged" in ok else []
     if len(known) == 0:
         return "n/a"
     return f"{int(sum(str(v) in ('True', '1.0') for v in known))}/{len(ok)}"
@@ -315,8 +315,12 @@ def baseline_verdict(cell, name: str, mixture: str, search: pd.DataFrame) -> str
     return out
 
 
-def quick_vs_converged(df) -> list[str]:
-    """Every cell run under both the quick and the converged profile: quick → converged."""
+MODE_COVERAGE_METRICS = {"modes": ("modes", 1), "HQ %": ("hq_pct", 1), "W1": ("w1", 3)}
+
+
+def quick_vs_converged(df, metrics=MODE_COVERAGE_METRICS, what: str = "") -> list[str]:
+    """Every cell run under both the quick and the converged profile: quick → converged,
+    the mean over seeds of each ``metrics`` column (label: (column, decimals))."""
     if not {"quick", "converged"} <= set(df.profile):
         return []
     rows = []
@@ -330,18 +334,20 @@ def quick_vs_converged(df) -> list[str]:
                        & (ok.mixture == mixture) & (ok.method == method)]
                 if q.empty or c.empty:
                     continue
-                rows.append({"preset": preset, "mixture": mixture, "method": method,
-                             "seeds quick / converged": f"{len(q)} / {len(c)}",
-                             "converged (quick → converged)":
-                                 f"{converged_count(q)} → {converged_count(c)}",
-                             "modes": f"{q.modes.mean():.1f} → {c.modes.mean():.1f}",
-                             "HQ %": f"{q.hq_pct.mean():.1f} → {c.hq_pct.mean():.1f}",
-                             "W1": f"{q.w1.mean():.3f} → {c.w1.mean():.3f}"})
+                row = {"preset": preset, "mixture": mixture, "method": method,
+                       "seeds quick / converged": f"{len(q)} / {len(c)}",
+                       "converged (quick → converged)":
+                           f"{converged_count(q)} → {converged_count(c)}"}
+                for label, (column, digits) in metrics.items():
+                    a, b = q[column].mean(), c[column].mean()
+                    row[label] = ("n/a" if pd.isna(a) and pd.isna(b)
+                                  else f"{a:.{digits}f} → {b:.{digits}f}")
+                rows.append(row)
     if not rows:
         return []
     return ["## Quick against converged, every cell", "",
             "The quick profile is the 15-minute smoke run; the converged profile is the "
-            "reference (docs/converged.md). Means over seeds, quick → converged.", "",
+            f"reference (docs/converged.md). Means over seeds, quick → converged{what}.", "",
             markdown_table(pd.DataFrame(rows)), ""]
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 from iwgan.data.mixtures import MIXTURES, PRESETS, get_mixture
 from iwgan.engine.config import make_config
 from iwgan.engine.records import SCHEMA_VERSION
-from iwgan.reporting.mode_coverage import build_report
+from iwgan.reporting.mode_coverage import build_report, quick_vs_converged
 
 
 def row(profile, preset, mixture, method, seed, modes, hq, converged=True, **override):
@@ -107,3 +107,17 @@ def test_the_report_says_when_there_is_no_converged_table(tmp_path):
     assert "No converged table yet" in write(tmp_path / "a", quick)
     both = quick + [row("converged", "paper", "ring", "iwgan", 0, 8, 90.0)]
     assert "No converged table yet" not in write(tmp_path / "b", both)
+
+
+def test_quick_against_converged_takes_other_metrics_and_rows_without_a_converged_flag():
+    """The convergence report's use: its quick rows predate the flag, WGAN-GP has no
+    encoder (its latent metrics are NaN)."""
+    quick = row("quick", "paper", "ring", "wgan_gp", 0, 3, 5.0)
+    conv = row("converged", "paper", "ring", "wgan_gp", 0, 8, 70.0)
+    del quick["converged"]
+    for r, gap in ((quick, 0.5), (conv, 0.125)):
+        r.update(dual_gap_final=gap, auroc=np.nan)
+    df = pd.DataFrame([quick, conv])
+    section = "\n".join(quick_vs_converged(
+        df, {"gap": ("dual_gap_final", 3), "AUROC": ("auroc", 3)}))
+    assert "| paper | ring | wgan_gp | 1 / 1 | n/a → 1/1 | 0.500 → 0.125 | n/a |" in section
