@@ -40,6 +40,7 @@ from iwgan.reporting.mode_coverage import (
     PROFILE_ORDER,
     converged_by_method,
     converged_count,
+    is_converged,
     quick_vs_converged,
 )
 
@@ -498,8 +499,7 @@ def rule_agreement(df, results: Path) -> list[str]:
     both = both[both.converged.notna() & both.converged_mc.notna()]
     if both.empty:
         return []
-    flag = both.converged.astype(str).isin(["True", "1.0"])
-    flag_mc = both.converged_mc.astype(str).isin(["True", "1.0"])
+    flag, flag_mc = is_converged(both.converged), is_converged(both.converged_mc)
     same_models = bool(((both.final_modes == both.modes)
                         & ((both.final_hq_pct - both.hq_pct).abs() < 1e-9)).all())
     rows = []

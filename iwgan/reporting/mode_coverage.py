@@ -99,10 +99,16 @@ def build_report(results: Path, reports: Path) -> Path:
     return write_report(reports / "mode_coverage.md", "\n".join(out))
 
 
+def is_converged(flags: pd.Series) -> pd.Series:
+    """The ``converged`` column as booleans, however the CSV stored it (True, "True",
+    1.0); a missing flag (the rule did not apply) reads False."""
+    return flags.astype(str).isin(["True", "1.0"])
+
+
 def convergence_groups(cell: pd.DataFrame):
     """(label, runs) of a cell: all of it when its runs agree on converging, else its
     converged runs and the others apart (never averaged together)."""
-    status = cell.converged.map(lambda v: "n/a" if pd.isna(v) else str(v) in ("True", "1.0"))
+    status = is_converged(cell.converged).astype(object).where(cell.converged.notna(), "n/a")
     finished = trained(cell)
     if set(status[finished.index]) <= {True} or set(status[finished.index]) <= {False} \
             or set(status[finished.index]) <= {"n/a"}:
@@ -117,7 +123,7 @@ def converged_count(cell: pd.DataFrame) -> str:
     known = ok.converged.dropna() if "converged" in ok else []
     if len(known) == 0:
         return "n/a"
-    return f"{int(sum(str(v) in ('True', '1.0') for v in known))}/{len(ok)}"
+    return f"{int(is_converged(known).sum())}/{len(ok)}"
 
 
 def cell_rows(sub, mixtures, preset):
@@ -156,7 +162,7 @@ def table_section(sub, profile, preset, mixtures) -> list[str]:
                f"{', '.join(f'{v:g}' for v in sorted(set(sub.lr)))} "
                f"({', '.join(sorted(set(sub.lr_schedule)))})." if "lr" in sub else "."))
     known = trained(sub).converged.dropna()
-    verdict = (f" {int(sum(str(v) in ('True', '1.0') for v in known))} of {len(known)} runs "
+    verdict = (f" {int(is_converged(known).sum())} of {len(known)} runs "
                "converged." if len(known) else " The rule does not apply to these runs "
                "(too short).")
     return [header, "", text + verdict, "", markdown_table(pd.DataFrame(rows)), ""]
