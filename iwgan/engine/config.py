@@ -44,6 +44,8 @@ def lr_factor(schedule: str, iteration: int, total: int) -> float:
 IMAGE_METRICS = ("fid", "fd-cnn")
 # Fields that change how a run executes or what it writes down, not its numbers' meaning.
 EXECUTION = ("device", "threads", "log_every", "checkpoint_every", "sample_every")
+# Fields added after results were committed, with the value that means "as before".
+LATER_FIELDS = {"ema": 0.0}
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class TrainConfig:
     n_critic: int = 5              # critic steps per outer iteration
     lambda_gp: float = 5.0         # gradient-penalty weight (lambda_1 in Algorithm 1)
     lambda_mmd: float = 10.0       # MMD weight (lambda_2 in Algorithm 1)
+    ema: float = 0.0               # decay of a moving average of G's and Q's weights, which
+                                   # every evaluation and the results use (0: none)
     log_every: int = 50            # iterations between JSON-lines log records
     checkpoint_every: int = 0      # iterations between checkpoints (0: only at the end)
     threads: int = 0               # torch CPU threads; 0 = leave torch's default
@@ -88,6 +92,8 @@ class TrainConfig:
         for name in ("seed", "checkpoint_every", "threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
+        if not (isinstance(self.ema, (int, float)) and 0.0 <= self.ema < 1.0):
+            raise ValueError(f"ema must be a decay in [0, 1) (0: no average), got {self.ema!r}")
         for name in ("lr", "width"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
@@ -108,16 +114,20 @@ class TrainConfig:
         """The fields (other than the cell's and :data:`EXECUTION`) whose values differ
         from the profile's."""
         cell = {f: getattr(self, f) for f in self.CELL}
-        default = type(self).make(self.profile, **cell).to_dict()
-        return {k: v for k, v in self.to_dict().items()
-                if k not in EXECUTION and k not in self.CELL and default[k] != v}
+        default, mine = type(self).make(self.profile, **cell).to_dict(), self.to_dict()
+        return {k: mine.get(k) for k in sorted(set(default) | set(mine))
+                if k not in EXECUTION and k not in self.CELL and default.get(k) != mine.get(k)}
 
     def cell_key(self) -> str:
         """The same for every seed of one cell (and nothing else): what a report averages."""
         return dataclasses.replace(self, seed=0).hash()
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields by name; one of :data:`LATER_FIELDS` at its neutral value is left
+        out, so that the runs recorded before it existed keep their hashes and ids."""
+        values = dataclasses.asdict(self)
+        return {k: v for k, v in values.items()
+                if not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
 
     def hash(self) -> str:
         return _digest(self.to_dict())[:12]

@@ -45,6 +45,8 @@ STACK_MODES = ("auto", "on", "off")
 # work; K = 4, 15), none at the paper width (64x; 0.96-1.07x at K = 2, 4): docs/stacking.md.
 CPU_WORK_LIMIT = 4.0
 QUICK_WORK = 0.25 ** 2 * 64
+# The networks whose weights the moving average (cfg.ema) follows: the ones evaluated.
+AVERAGED = ("generator.", "encoder.")
 
 
 def check_stackable(cfgs) -> None:
@@ -60,7 +62,8 @@ def check_stackable(cfgs) -> None:
         if type(c) is not type(first):
             raise ValueError("the members of a stack must be runs of one kind")
         other = {k: v for k, v in c.to_dict().items() if k not in MEMBER_FIELDS}
-        differ = [f"{k} ({shared[k]!r} vs {other[k]!r})" for k in shared if shared[k] != other[k]]
+        differ = [f"{k} ({shared.get(k)!r} vs {other.get(k)!r})"
+                  for k in sorted(set(shared) | set(other)) if shared.get(k) != other.get(k)]
         if differ:
             raise ValueError("the members of a stack share everything but "
                              f"{', '.join(MEMBER_FIELDS)}; these differ: {', '.join(differ)}")
@@ -118,6 +121,9 @@ class Members:
             self.params = {n: p.detach().to(self.device).requires_grad_()
                            for n, p in stacked.items()}
             self.base = copy.deepcopy(built[0]).to("meta")
+        # The moving average of G's and Q's weights (cfg.ema; empty without one).
+        self.averaged = {n: p.detach().clone() for n, p in self.params.items()
+                         if self.cfg.ema and n.startswith(AVERAGED)}
         self.groups = {name: [self.params[n] for n in self.template.parameter_names(name)]
                        for name in self.template.optimized}
         self.optimizers = {name: adam(params, self.cfg) for name, params in self.groups.items()}
@@ -163,18 +169,30 @@ class Members:
                 sync=average_gradients if self.world.distributed else None)
         return {k: v.detach() for k, v in logs.items()}
 
+    def update_average(self) -> None:
+        """One step of the moving average after an outer iteration:
+        average <- ema * average + (1 - ema) * weights, for every member at once."""
+        with torch.no_grad():
+            for name, average in self.averaged.items():
+                average.lerp_(self.params[name].detach(), 1.0 - self.cfg.ema)
+
     # --- members as single runs --------------------------------------------------------
 
     def member(self, k: int) -> Models:
-        """Member k as the Models its single run holds (K = 1: the live modules)."""
-        if self.k == 1:
+        """Member k as the Models its single run holds (K = 1 without a moving average:
+        the live modules), with the averaged weights of G and Q where cfg.ema is set
+        (buffers such as batch-norm statistics stay the live ones)."""
+        if self.k == 1 and not self.averaged:
             return self.models
         with torch.random.fork_rng(devices=[]):
-            fresh = self.method.build(self.cfgs[k])
+            fresh = self.method.build(self.cfgs[k]).to(self.device)
+        if self.k == 1:
+            fresh.load_state_dict(self.models.state_dict())
         with torch.no_grad():
             for name, p in fresh.named_parameters():
-                p.copy_(self.params[name][k])
-        return fresh.to(self.device)
+                source = self.averaged.get(name, self.params[name])
+                p.copy_(source if self.k == 1 else source[k])
+        return fresh
 
     def optimizer_state(self, k: int) -> dict:
         """Member k's optimiser states, as its single run's optimisers would hold them
@@ -198,7 +216,8 @@ class Members:
         return {"k": self.k, "world_size": self.world.size,
                 "params": {n: p.detach().clone() for n, p in tensors.items()},
                 "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
-                "generators": [g.get_state() for g in self.generators]}
+                "generators": [g.get_state() for g in self.generators],
+                "averaged": {n: a.clone() for n, a in self.averaged.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         if state["k"] != self.k or not set(self.params) <= set(state["params"]):
@@ -214,6 +233,9 @@ class Members:
             o.load_state_dict(state["optimizers"][n])
         for g, s in zip(self.generators, state["generators"]):
             g.set_state(s)
+        with torch.no_grad():
+            for n, average in self.averaged.items():
+                average.copy_(state["averaged"][n])
 
 
 def plan_stacks(configs, mode: str = "auto", max_members: int | None = None) -> list[tuple]:

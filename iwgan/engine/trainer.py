@@ -11,6 +11,8 @@ grids, checkpoints, progress. The trainer itself does what concerns the members'
   so the others train on unaffected;
 - Algorithm 1's stopping rule per member (``stop_rule``): a member that meets it is
   finished at that iteration ("stopped_early") with a copy of its networks then;
+- the moving average of G's and Q's weights (``ema``), which evaluations and the results
+  use where it is set (iwgan.engine.stacking.Members.update_average);
 - the learning-rate schedule (``lr_schedule``), autocast (``precision``) and the memory
   layout (``channels_last``), which are CUDA options and fall back on CPU, recorded;
 - checkpoint and resume (:class:`Checkpoint`): weights, optimiser states, the members'
@@ -192,6 +194,7 @@ class Trainer:
                     xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
                 with autocast(self.plan):
                     logs.update(self.members.step(phase, xs, zs, noises))
+        self.members.update_average()
         for scheduler in self.schedulers.values():
             scheduler.step()
         # float64 holds every dtype a loss comes in (bf16 under autocast) exactly

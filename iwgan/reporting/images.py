@@ -16,6 +16,7 @@ import seaborn as sns
 
 from iwgan.core.methods import METHOD_NAMES
 from iwgan.data.datasets import image_grid
+from iwgan.engine.config import ImageConfig
 from iwgan.engine.records import read_image_results
 from iwgan.reporting.common import (
     fmt_mean_se,
@@ -48,6 +49,8 @@ PAPER_FIGURES = {
                    latent="Fig. 15", hist="Fig. 19", quality="Figs 7, 21"),
 }
 PROFILE_ORDER = ["paper", "cpu", "smoke"]
+# The settings a section's heading names when a profile's runs come in several budgets.
+BUDGET = ("iterations", "batch_size", "lr", "n_critic", "width")
 
 
 def build_reports(results: Path, reports: Path) -> list[Path]:
@@ -78,8 +81,35 @@ def build_report(df, results: Path, reports: Path, dataset: str) -> Path:
                 f"`{SESSIONS[dataset]}` (see docs/images.md)."]
         return write_report(reports / f"{dataset}.md", "\n".join(out))
     for profile in ordered(sub["profile"], PROFILE_ORDER):
-        out += profile_section(sub[sub.profile == profile], results, reports, dataset, profile)
+        runs = sub[sub.profile == profile]
+        for label, budget in budgets(runs):
+            out += profile_section(budget, results, reports, dataset, profile, label)
     return write_report(reports / f"{dataset}.md", "\n".join(out))
+
+
+def overrides_of(row) -> str:
+    """What follows the cell in a run id: "" for the profile's own settings, else the
+    hash of the settings it overrides (iwgan.engine.config.TrainConfig.run_id)."""
+    base = f"{row['profile']}-{row['dataset']}-{row['method']}-seed{int(row['seed'])}"
+    return str(row["run_id"])[len(base):].lstrip("-")
+
+
+def budgets(runs) -> list[tuple[str, pd.DataFrame]]:
+    """A profile's runs split by their settings, so that no table averages over two
+    budgets: the profile's own settings first (label ""), then each set of overridden
+    settings, labelled by the budget fields in which it differs from the profile's."""
+    keys = runs.apply(overrides_of, axis=1)
+    groups = [(key, runs[keys == key]) for key in sorted(set(keys), key=lambda k: (k != "", k))]
+    first = runs.iloc[0]
+    profile = ImageConfig.make(first["profile"], dataset=first["dataset"])
+    out = []
+    for key, group in groups:
+        first = group.iloc[0]
+        differ = [f"{field.replace('_', ' ')} {first[field]:,}" if field == "iterations"
+                  else f"{field.replace('_', ' ')} {first[field]:g}"
+                  for field in BUDGET if first[field] != getattr(profile, field)]
+        out.append(("" if not key else ", ".join(differ) or f"settings {key}", group))
+    return out
 
 
 def _table_frame(rows):
@@ -90,11 +120,11 @@ def _fmt(values, digits=2, na="n/a"):
     return fmt_mean_se([float(v) for v in values], digits=digits, na=na)
 
 
-def profile_section(sub, results, reports, dataset, profile) -> list[str]:
+def profile_section(sub, results, reports, dataset, profile, label="") -> list[str]:
     first = sub.iloc[0]
     name = str(first["fd_name"])
     is_fid = name == "FID"
-    out = [f"## {profile} profile", "",
+    out = [f"## {profile} profile" + (f", {label}" if label else ""), "",
            f"**Data**: {first['train_images']} training images; {first['preprocessing']}. "
            f"**Networks**: Appendix {'D3' if first['arch'] == 'celeba' else 'D2'} "
            f"(`{first['arch']}`) at width x{first['width']:g}, z_dim {first['z_dim']}. "
@@ -120,7 +150,10 @@ def profile_section(sub, results, reports, dataset, profile) -> list[str]:
         done = runs[runs.status == "finished"]
         row = {"method": method, "paper FID": paper_cell(dataset, method)}
         if runs.empty:
-            row[f"this suite ({name})"] = f"not run in this profile: `{SESSIONS[dataset]}`"
+            row[f"this suite ({name})"] = (
+                f"not run at this budget: `python -m iwgan images --dataset {dataset} --profile "
+                f"{profile} --methods {method}` with these settings" if label else
+                f"not run in this profile: `{SESSIONS[dataset]}`")
             row["recon error"] = "n/a"
             row["Q(x) std"] = "n/a"
             row["seeds"] = 0
@@ -148,7 +181,8 @@ def profile_section(sub, results, reports, dataset, profile) -> list[str]:
             "last quarter of training: each within 10 % of its level (the distance also "
             "within the real-vs-real floor), by `iwgan.metrics.plateau.settled`; n/a: no "
             "curve (FID on a CPU, or a run made before curves were recorded).", ""]
-    out += figure_section(sub, results, reports, dataset, profile)
+    stem = f"images_{dataset}_{profile}" + ("_" + overrides_of(first) if label else "")
+    out += figure_section(sub, results, reports, dataset, stem)
     out += runtime_section(sub)
     commands = sorted(set(sub["command"].astype(str)))
     out += ["### Commands", "", "```", *commands, "```", ""]
@@ -187,12 +221,11 @@ def _show(ax, images, nrow, title=None):
         ax.set_title(title)
 
 
-def figure_section(sub, results, reports, dataset, profile) -> list[str]:
+def figure_section(sub, results, reports, dataset, stem) -> list[str]:
     arrays = load_arrays(results, sub)
     if not arrays:
         return ["No finished run has figure arrays in results/images/.", ""]
     figs = reports / "figures"
-    stem = f"images_{dataset}_{profile}"
     refs = PAPER_FIGURES[dataset]
     seed_note = "first finished seed of each method"
     out = ["### Figures", ""]

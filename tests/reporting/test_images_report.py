@@ -1,0 +1,31 @@
+"""The images report's split by budget: runs with overridden settings are other runs, in
+their own section, never averaged with the profile's."""
+
+import pandas as pd
+
+from iwgan.engine.config import ImageConfig
+from iwgan.reporting.images import budgets
+
+
+def row(method, **overrides):
+    cfg = ImageConfig.make("cpu", dataset="digits", method=method, **overrides)
+    return {"run_id": cfg.run_id, "profile": cfg.profile, "dataset": cfg.dataset,
+            "method": method, "seed": cfg.seed, "iterations": cfg.iterations,
+            "batch_size": cfg.batch_size, "lr": cfg.lr, "n_critic": cfg.n_critic,
+            "width": cfg.width}
+
+
+def test_each_budget_is_its_own_section_the_profiles_first_labelled_by_what_differs():
+    runs = pd.DataFrame([row("ali", iterations=3000), row("iwgan"), row("ali"),
+                         row("wgan_gp", iterations=3000), row("ali", lr=5e-4),
+                         row("ali", lambda_mmd=3.0)])
+    sections = budgets(runs)
+    labels = [label for label, _ in sections]
+    assert labels[0] == "" and sorted(sections[0][1].method) == ["ali", "iwgan"]
+    assert set(sections[0][1].iterations) == {1000}
+    by_label = dict(sections)
+    assert sorted(by_label["iterations 3,000"].method) == ["ali", "wgan_gp"]
+    assert list(by_label["lr 0.0005"].lr) == [5e-4]
+    # settings outside the budget columns still make another section, named by its hash
+    [other] = [label for label in labels if label.startswith("settings ")]
+    assert list(by_label[other].method) == ["ali"] and len(sections) == 4
