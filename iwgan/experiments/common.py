@@ -155,19 +155,27 @@ def finish_grid(args, experiment: str, configs, rows, wall: float) -> int:
     return 0
 
 
+def wall_time_key(name: str, grid: dict, whole: dict, configs) -> str:
+    """The key of a grid's wall-time record: ``name`` for the whole default grid (``whole``)
+    at the profile's settings, else ``name`` and a digest of what it ran and of the
+    settings it overrides, so that two grids into one ``--out`` keep both records."""
+    overrides = sorted({json.dumps(c.overrides(), sort_keys=True) for c in configs})
+    if grid == whole and overrides == ["{}"]:
+        return name
+    ran = {**grid, **({"overrides": overrides} if overrides != ["{}"] else {})}
+    return f"{name}-{hashlib.sha256(json.dumps(ran, sort_keys=True).encode()).hexdigest()[:8]}"
+
+
 def record_wall_time(path: Path, configs, rows, wall: float, jobs: int) -> None:
-    """The grid's wall time, under the profile(s) and, for a grid that is not the whole
-    default grid of its profile, a digest of what it ran: two grids into one ``--out``
-    keep both records (the file is updated under its lock)."""
-    profiles = sorted({c.profile for c in configs})
+    """The grid's wall time, under its :func:`wall_time_key` (the file is updated under
+    its lock)."""
     grid = {"methods": sorted({c.method for c in configs}),
             "mixtures": sorted({c.mixture for c in configs}),
             "presets": sorted({c.preset for c in configs}),
             "seeds": sorted({c.seed for c in configs})}
-    key = ",".join(profiles)
-    if grid != {"methods": sorted(METHOD_NAMES), "mixtures": sorted(MIXTURES),
-                "presets": sorted(PRESETS), "seeds": grid["seeds"]}:
-        key += "-" + hashlib.sha256(json.dumps(grid, sort_keys=True).encode()).hexdigest()[:8]
+    whole = {"methods": sorted(METHOD_NAMES), "mixtures": sorted(MIXTURES),
+             "presets": sorted(PRESETS), "seeds": grid["seeds"]}
+    key = wall_time_key(",".join(sorted({c.profile for c in configs})), grid, whole, configs)
     entry = {
         "runs": len(rows), "wall_seconds": round(wall, 1), "jobs": jobs, **grid,
         "device": sorted({c.device for c in configs}),

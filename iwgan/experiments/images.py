@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import sys
 import time
 import warnings
@@ -73,6 +74,7 @@ from iwgan.experiments.common import (
     device_of,
     positive_int,
     seeds_of,
+    wall_time_key,
 )
 from iwgan.metrics.fid import (
     classifier_extractor,
@@ -541,12 +543,16 @@ def command(args) -> int:
               "--resume to continue from the last checkpoint", file=sys.stderr)
         return 130
     wall = time.perf_counter() - start
-    entry = {"runs": len(rows), "wall_seconds": round(wall, 1),
-             "methods": sorted({c.method for c in configs}),
-             "seeds": sorted({c.seed for c in configs}), "device": first.device, "date": now()}
+    grid = {"methods": sorted({c.method for c in configs}),
+            "seeds": sorted({c.seed for c in configs})}
+    key = wall_time_key(f"{first.dataset}-{first.profile}", grid,
+                        {"methods": sorted(METHOD_NAMES), "seeds": grid["seeds"]}, configs)
+    entry = {"runs": len(rows), "wall_seconds": round(wall, 1), **grid,
+             "overrides": first.overrides(), "device": first.device, "date": now(),
+             "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
     if rows:
         update_json(results / "benchmarks" / "images_wall_time.json",
-                    lambda record: record.update({f"{first.dataset}-{first.profile}": entry}))
+                    lambda record: record.update({key: entry}))
     diverged = [r["run_id"] for r in rows if r["status"] == "diverged"]
     print(f"{len(rows)} runs in {wall:.0f} s; {len(diverged)} diverged"
           + (f": {', '.join(diverged)}" if diverged else ""))
