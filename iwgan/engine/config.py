@@ -25,6 +25,7 @@ import torch
 from iwgan.core.methods import METHOD_NAMES, get_method, resolve_options
 from iwgan.data.datasets import DATASETS
 from iwgan.data.mixtures import MIXTURES, PRESETS
+from iwgan.metrics.plateau import CURVE_POINTS
 
 DEVICE_KINDS = ("cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
@@ -45,7 +46,7 @@ IMAGE_METRICS = ("fid", "fd-cnn")
 # Fields that change how a run executes or what it writes down, not its numbers' meaning.
 EXECUTION = ("device", "threads", "log_every", "checkpoint_every", "sample_every")
 # Fields added after results were committed, with the value that means "as before".
-LATER_FIELDS = {"ema": 0.0}
+LATER_FIELDS = {"ema": 0.0, "curve_points": CURVE_POINTS}
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class TrainConfig:
     lambda_mmd: float = 10.0       # MMD weight (lambda_2 in Algorithm 1)
     ema: float = 0.0               # decay of a moving average of G's and Q's weights, which
                                    # every evaluation and the results use (0: none)
+    curve_points: int = CURVE_POINTS  # evaluations on the way, for the plateau rule
     log_every: int = 50            # iterations between JSON-lines log records
     checkpoint_every: int = 0      # iterations between checkpoints (0: only at the end)
     threads: int = 0               # torch CPU threads; 0 = leave torch's default
@@ -78,7 +80,7 @@ class TrainConfig:
     channels_last: bool = False    # CUDA only (ignored on CPU, recorded)
     options: dict = field(default_factory=dict)  # method-specific options (see methods)
 
-    POSITIVE = ("iterations", "batch_size", "n_critic", "log_every", "z_dim")
+    POSITIVE = ("iterations", "batch_size", "n_critic", "log_every", "z_dim", "curve_points")
 
     def __post_init__(self):
         check_choice("method", self.method, METHOD_NAMES)

@@ -135,7 +135,7 @@ def grid_configs(args) -> list:
             for p in args.presets for x in args.mixtures for m in args.methods
             for s in seeds_of(args, profile)]
     if profile == "converged":   # its tables say which runs converged: they must be able to
-        check_assessable(configs[0].iterations)
+        check_assessable(configs[0].iterations, configs[0].curve_points)
     return configs
 
 

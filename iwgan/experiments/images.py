@@ -217,7 +217,7 @@ def train_images(cfg, train: ImageData, run_dir: Path, resume: bool = False,
              Checkpoint(ckpt_path, cfg.checkpoint_every)] if world.main else []
     hooks += [Progress(progress)] if progress else []
     if curve is not None and world.main:
-        hooks.append(Evaluate(curve, curve_every(cfg.iterations)))
+        hooks.append(Evaluate(curve, curve_every(cfg.iterations, cfg.curve_points)))
     trainer = Trainer([cfg], data, hooks, resume=ckpt_path if resume else None,
                       world=world, device=device)
     if world.main:

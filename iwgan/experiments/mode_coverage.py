@@ -9,7 +9,8 @@ training, log.jsonl, metrics.json, samples.npy, checkpoint.pt) and one row of
 ``results/mode_coverage.csv``, written as soon as its unit finishes, with its evaluation
 samples copied to ``results/mode_coverage_samples/<run>.npy`` at the same moment.
 
-Every run is evaluated 16 times on the way (``iwgan.metrics.plateau.curve_every``):
+Every run is evaluated ``curve_points`` times (16 by default) on the way
+(``iwgan.metrics.plateau.curve_every``):
 modes, HQ % and KL on ``eval_samples`` draws and the exact W1 on ``CURVE_W1_SAMPLES``
 against a fixed real set, all from generators of the run's own (common random numbers
 along the curve; training's stream is not touched). The curves go to
@@ -142,7 +143,7 @@ def run_unit(unit, runs_root: Path, progress=None) -> list[dict]:
     curves = [Curve(c) for c in unit]
     hooks = [LogTo([lambda r, d=d, c=c: (d.log(r), c.on_log(r)) for d, c in zip(dirs, curves)]),
              Evaluate(lambda k, it, models: curves[k](it, models),
-                      curve_every(unit[0].iterations))]
+                      curve_every(unit[0].iterations, unit[0].curve_points))]
     results = train(unit, hooks=hooks + ([Progress(progress)] if progress else []))
     rows = []
     for cfg, run, record, result, curve in zip(unit, dirs, records, results, curves):

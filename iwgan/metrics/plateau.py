@@ -25,12 +25,13 @@ MIN_EVALUATIONS = 4      # in the last quarter
 WINDOW = 0.25            # the last quarter of training
 W1_REL = 0.10            # W1 may drift by 10 % of its level ...
 HQ_ABS = 5.0             # ... and HQ % by 5 points across the window
-CURVE_POINTS = 16        # evaluations a run records (then 4 fall in the last quarter)
+CURVE_POINTS = 16        # evaluations a run records by default (then 4 fall in the last
+                         # quarter; the config's curve_points sets another number)
 
 
-def curve_every(iterations: int) -> int:
-    """The evaluation period that gives a run ``CURVE_POINTS`` evaluations after 0."""
-    return max(1, iterations // CURVE_POINTS)
+def curve_every(iterations: int, points: int = CURVE_POINTS) -> int:
+    """The evaluation period that gives a run ``points`` evaluations after 0."""
+    return max(1, iterations // points)
 
 
 def evaluation_iterations(iterations: int, every: int) -> list[int]:
@@ -44,12 +45,13 @@ def in_window(iterations: int, every: int) -> int:
     return sum(it >= start for it in evaluation_iterations(iterations, every))
 
 
-def check_assessable(iterations: int) -> None:
-    """Refuse a budget whose curve cannot hold the rule's minimum in its last quarter."""
-    n = in_window(iterations, curve_every(iterations))
+def check_assessable(iterations: int, points: int = CURVE_POINTS) -> None:
+    """Refuse a budget whose curve of ``points`` evaluations cannot hold the rule's
+    minimum in its last quarter."""
+    n = in_window(iterations, curve_every(iterations, points))
     if n < MIN_EVALUATIONS:
-        least = next(t for t in range(1, 10 * CURVE_POINTS)
-                     if in_window(t, curve_every(t)) >= MIN_EVALUATIONS)
+        least = next(t for t in range(1, 10 * max(points, CURVE_POINTS))
+                     if in_window(t, curve_every(t, points)) >= MIN_EVALUATIONS)
         raise ValueError(f"{iterations} iterations give {n} evaluation(s) in the last "
                          f"quarter; the convergence rule needs at least {MIN_EVALUATIONS}: "
                          f"use --iterations {least} or more")

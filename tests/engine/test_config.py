@@ -77,3 +77,12 @@ def test_every_image_field_can_be_overridden_from_the_command_line():
     assert parse_field("crop", "140", ImageConfig) == 140
     with pytest.raises(ValueError, match="'max_train' takes a int"):
         parse_field("max_train", "many", ImageConfig)
+
+
+def test_curve_points_is_another_run_and_the_default_keeps_the_earlier_identity():
+    plain = make_config("converged", method="iwgan")
+    assert "curve_points" not in plain.to_dict()
+    dense = make_config("converged", method="iwgan", curve_points=32)
+    assert dense.overrides() == {"curve_points": 32} and dense.run_id != plain.run_id
+    with pytest.raises(ValueError, match="curve_points must be a positive integer"):
+        make_config("tiny", curve_points=0)

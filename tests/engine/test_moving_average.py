@@ -98,3 +98,4 @@ def test_an_average_is_another_run_and_no_average_keeps_the_earlier_identity():
 def test_a_decay_outside_0_1_is_refused(bad):
     with pytest.raises(ValueError, match=r"ema must be a decay in \[0, 1\)"):
         make_config("tiny", ema=bad)
+

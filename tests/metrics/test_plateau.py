@@ -9,6 +9,7 @@ from iwgan.metrics.plateau import (
     check_assessable,
     curve_every,
     evaluation_iterations,
+    in_window,
     plateau,
 )
 
@@ -74,3 +75,11 @@ def test_too_few_evaluations_are_refused():
         check_assessable(10)
     check_assessable(12)
     check_assessable(20_000)
+
+
+def test_a_curve_of_32_points_puts_twice_the_evaluations_in_the_window():
+    assert in_window(5000, curve_every(5000, 32)) == 9      # 3,750 ... 4,992, and 5,000
+    assert in_window(5000, curve_every(5000)) == 5
+    check_assessable(24, points=32)
+    with pytest.raises(ValueError, match="use --iterations"):
+        check_assessable(10, points=32)
