@@ -108,7 +108,7 @@ class TrainConfig:
 
     @property
     def run_id(self) -> str:
-        base = f"{self.profile}-{self.identity()}-{self.method}-seed{self.seed}"
+        base = cell_id(self.profile, self.identity(), self.method, self.seed)
         changed = self.overrides()
         return base if not changed else f"{base}-{_digest(changed)[:8]}"
 
@@ -133,6 +133,12 @@ class TrainConfig:
 
     def hash(self) -> str:
         return _digest(self.to_dict())[:12]
+
+
+def cell_id(profile: str, identity: str, method: str, seed: int) -> str:
+    """A run id without its overrides: what a run at the profile's own settings is called,
+    and what precedes the hash of the overridden settings otherwise."""
+    return f"{profile}-{identity}-{method}-seed{seed}"
 
 
 def _digest(obj) -> str:

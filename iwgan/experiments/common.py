@@ -162,6 +162,7 @@ def wall_time_key(name: str, grid: dict, whole: dict, configs) -> str:
     overrides = sorted({json.dumps(c.overrides(), sort_keys=True) for c in configs})
     if grid == whole and overrides == ["{}"]:
         return name
+    # without overrides the digest is of the grid alone, as the records before them were
     ran = {**grid, **({"overrides": overrides} if overrides != ["{}"] else {})}
     return f"{name}-{hashlib.sha256(json.dumps(ran, sort_keys=True).encode()).hexdigest()[:8]}"
 

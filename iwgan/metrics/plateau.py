@@ -47,14 +47,23 @@ def in_window(iterations: int, every: int) -> int:
 
 def check_assessable(iterations: int, points: int = CURVE_POINTS) -> None:
     """Refuse a budget whose curve of ``points`` evaluations cannot hold the rule's
-    minimum in its last quarter."""
+    minimum in its last quarter, saying what would: more iterations, or (when more would
+    not help) more points."""
+    def enough(t: int, p: int) -> bool:
+        return in_window(t, curve_every(t, p)) >= MIN_EVALUATIONS
+
+    if enough(iterations, points):
+        return
     n = in_window(iterations, curve_every(iterations, points))
-    if n < MIN_EVALUATIONS:
-        least = next(t for t in range(1, 10 * max(points, CURVE_POINTS))
-                     if in_window(t, curve_every(t, points)) >= MIN_EVALUATIONS)
-        raise ValueError(f"{iterations} iterations give {n} evaluation(s) in the last "
-                         f"quarter; the convergence rule needs at least {MIN_EVALUATIONS}: "
-                         f"use --iterations {least} or more")
+    more = next((t for t in range(iterations + 1, iterations + 10 * CURVE_POINTS)
+                 if enough(t, points)), None)
+    denser = next((p for p in range(points + 1, iterations + 1) if enough(iterations, p)), None)
+    fix = (f"use --iterations {more} or more" if more is not None else
+           f"use --set curve_points={denser} or more" if denser is not None else
+           f"use --iterations {4 * MIN_EVALUATIONS} or more and --set curve_points="
+           f"{CURVE_POINTS}")
+    raise ValueError(f"{iterations} iterations give {n} evaluation(s) in the last quarter; "
+                     f"the convergence rule needs at least {MIN_EVALUATIONS}: {fix}")
 
 
 def check_window(iterations: int, every: int) -> None:

@@ -16,7 +16,7 @@ import seaborn as sns
 
 from iwgan.core.methods import METHOD_NAMES
 from iwgan.data.datasets import image_grid
-from iwgan.engine.config import ImageConfig
+from iwgan.engine.config import ImageConfig, cell_id
 from iwgan.engine.records import read_image_results
 from iwgan.reporting.common import (
     fmt_mean_se,
@@ -90,7 +90,7 @@ def build_report(df, results: Path, reports: Path, dataset: str) -> Path:
 def overrides_of(row) -> str:
     """What follows the cell in a run id: "" for the profile's own settings, else the
     hash of the settings it overrides (iwgan.engine.config.TrainConfig.run_id)."""
-    base = f"{row['profile']}-{row['dataset']}-{row['method']}-seed{int(row['seed'])}"
+    base = cell_id(row["profile"], row["dataset"], row["method"], int(row["seed"]))
     return str(row["run_id"])[len(base):].lstrip("-")
 
 
@@ -100,14 +100,13 @@ def budgets(runs) -> list[tuple[str, pd.DataFrame]]:
     settings, labelled by the budget fields in which it differs from the profile's."""
     keys = runs.apply(overrides_of, axis=1)
     groups = [(key, runs[keys == key]) for key in sorted(set(keys), key=lambda k: (k != "", k))]
-    first = runs.iloc[0]
-    profile = ImageConfig.make(first["profile"], dataset=first["dataset"])
+    profile = ImageConfig.make(runs["profile"].iloc[0], dataset=runs["dataset"].iloc[0])
     out = []
     for key, group in groups:
-        first = group.iloc[0]
-        differ = [f"{field.replace('_', ' ')} {first[field]:,}" if field == "iterations"
-                  else f"{field.replace('_', ' ')} {first[field]:g}"
-                  for field in BUDGET if first[field] != getattr(profile, field)]
+        run = group.iloc[0]
+        differ = [f"{field.replace('_', ' ')} {run[field]:,}" if field == "iterations"
+                  else f"{field.replace('_', ' ')} {run[field]:g}"
+                  for field in BUDGET if run[field] != getattr(profile, field)]
         out.append(("" if not key else ", ".join(differ) or f"settings {key}", group))
     return out
 

@@ -83,3 +83,9 @@ def test_a_curve_of_32_points_puts_twice_the_evaluations_in_the_window():
     check_assessable(24, points=32)
     with pytest.raises(ValueError, match="use --iterations"):
         check_assessable(10, points=32)
+
+
+def test_too_few_curve_points_for_any_budget_is_refused_naming_the_number_that_works():
+    with pytest.raises(ValueError, match="use --set curve_points=9 or more"):
+        check_assessable(5000, points=8)
+    check_assessable(5000, points=9)
