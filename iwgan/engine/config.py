@@ -319,9 +319,10 @@ PROFILES: dict[str, dict] = {
     "long": dict(width=0.25, iterations=7_500, batch_size=64, lr=1e-3, n_critic=2,
                  threads=1),
     # "converged": one recipe for all four methods with which they reach their plateau
-    #   on the CPU (iwgan.metrics.plateau); the search and its numbers: docs/converged.md.
+    #   on the CPU (iwgan.metrics.plateau); the search and its numbers: docs/converged.md
+    #   (the moving average of G and Q, ema 0.99, is its round 6).
     "converged": dict(width=0.25, iterations=5_000, batch_size=64, lr=1e-3,
-                      lr_schedule="linear", n_critic=5, threads=1),
+                      lr_schedule="linear", n_critic=5, ema=0.99, threads=1),
     "tiny": dict(width=0.05, iterations=6, batch_size=32, lr=1e-3, n_critic=2, log_every=2,
                  eval_samples=300, threads=1),
     "regression": dict(width=0.25, iterations=300, batch_size=64, lr=1e-3, n_critic=2,

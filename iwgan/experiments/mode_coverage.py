@@ -125,8 +125,8 @@ def base_row(cfg, record: dict, stacked: int) -> dict:
             "preset": cfg.preset, "seed": cfg.seed, "profile": cfg.profile,
             "iterations": cfg.iterations, "width": cfg.width, "batch_size": cfg.batch_size,
             "lr": cfg.lr, "lr_schedule": cfg.lr_schedule, "n_critic": cfg.n_critic,
-            "config_hash": cfg.hash(), "cell": cfg.cell_key(), **manifest_columns(record),
-            "stacked": stacked}
+            "ema": cfg.ema, "config_hash": cfg.hash(), "cell": cfg.cell_key(),
+            **manifest_columns(record), "stacked": stacked}
 
 
 def run_unit(unit, runs_root: Path, progress=None) -> list[dict]:
