@@ -50,6 +50,24 @@ def ordered(values, order):
     return [v for v in order if v in set(values)] + sorted(set(values) - set(order))
 
 
+def moving_average(sub: pd.DataFrame) -> pd.Series:
+    """Each row's decay of the moving average of G and Q (cfg.ema); 0, no average, for
+    the rows recorded before results had the column."""
+    return sub["ema"].fillna(0.0) if "ema" in sub else pd.Series(0.0, index=sub.index)
+
+
+def recipe_text(sub: pd.DataFrame) -> str:
+    """The training recipe of ``sub``'s runs as a phrase: critic steps, learning rate and
+    its schedule, and the moving average of G and Q where one was used."""
+    def values(column, fmt="{}"):
+        return ", ".join(fmt.format(v) for v in sorted(set(sub[column])))
+    ema = sorted(set(moving_average(sub)))
+    average = ("no moving average" if ema == [0.0] else "moving average of G and Q, "
+               "decay " + ", ".join("none" if e == 0 else f"{e:g}" for e in ema))
+    return (f"n_critic {values('n_critic')}, lr {values('lr', '{:g}')} "
+            f"({values('lr_schedule')}), {average}")
+
+
 def cells(sub: pd.DataFrame):
     """(mixture, method, rows) of every non-empty cell, mixtures then methods in the
     paper's order."""

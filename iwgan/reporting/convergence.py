@@ -27,8 +27,10 @@ from iwgan.reporting.common import (
     fmt_mean_se,
     markdown_table,
     mean_se,
+    moving_average,
     ordered,
     provenance_section,
+    recipe_text,
     rel,
     save_figure,
     trained,
@@ -74,8 +76,10 @@ def build_report(results: Path, reports: Path) -> Path:
             out += [f"## {profile} profile, {preset} preset", "",
                     f"Mixtures under {PRESET_TEXT.get(preset, preset)}; "
                     f"{', '.join(map(str, sorted(set(sub.iterations))))} iterations, width "
-                    f"{', '.join(map(str, sorted(set(sub.width))))} of Appendix D1, seeds "
+                    f"{', '.join(map(str, sorted(set(sub.width))))} of Appendix D1, "
+                    f"{recipe_text(sub)}, seeds "
                     f"{', '.join(map(str, sorted(set(sub.seed))))}.", ""]
+            out += recipe_mismatch(sub, results)
             out += verdicts(sub, cur)
             out += figure2_section(sub, cur, results, figures, reports, tag)
             out += convergence_table(sub)
@@ -485,6 +489,25 @@ def runtime_section(df, results) -> list[str]:
     return out + wall_time_section(results, "convergence")
 
 
+def recipe_mismatch(sub, results: Path) -> list[str]:
+    """A warning where the mode-coverage table's runs of the same profile were trained
+    with another moving average than these (a recipe changed and only one experiment
+    was re-run), so that nobody reads the two reports as one budget."""
+    path = results / "mode_coverage.csv"
+    if not path.exists():
+        return []
+    mc = trained(read_results(path))
+    mc = mc[mc.profile.isin(set(sub.profile))]
+    if mc.empty or set(moving_average(mc)) == set(moving_average(sub)):
+        return []
+    return [f"**Not the recipe of the mode-coverage table.** These runs were trained with "
+            f"{recipe_text(sub)}; the `{sub.profile.iloc[0]}` rows of "
+            f"`results/mode_coverage.csv` with {recipe_text(mc)}. The verdicts below are "
+            "these runs' and do not describe the table's; `python -m iwgan convergence "
+            f"--profile {sub.profile.iloc[0]} --max-stack 15` re-runs them on the current "
+            "recipe.", ""]
+
+
 def rule_agreement(df, results: Path) -> list[str]:
     """The plateau rule on two curves of the same trained runs: this experiment's and the
     mode-coverage table's (same run_id, same final samples), per method."""
@@ -499,9 +522,15 @@ def rule_agreement(df, results: Path) -> list[str]:
     both = both[both.converged.notna() & both.converged_mc.notna()]
     if both.empty:
         return []
-    flag, flag_mc = is_converged(both.converged), is_converged(both.converged_mc)
     same_models = bool(((both.final_modes == both.modes)
                         & ((both.final_hq_pct - both.hq_pct).abs() < 1e-9)).all())
+    if not same_models:
+        return ["## The plateau rule on two curves of the same runs", "",
+                f"{len(both)} runs here share their run_id with rows of "
+                "`results/mode_coverage.csv`, but their final modes or HQ % differ: they "
+                "were trained with different settings, so the two experiments' plateau "
+                "verdicts are not compared.", ""]
+    flag, flag_mc = is_converged(both.converged), is_converged(both.converged_mc)
     rows = []
     for method, idx in both.groupby("method", sort=False).groups.items():
         a, b = flag[idx], flag_mc[idx]
@@ -512,7 +541,7 @@ def rule_agreement(df, results: Path) -> list[str]:
                      "agree": f"{int((a == b).sum())}/{len(idx)}"})
     rows.sort(key=lambda r: METHOD_NAMES.index(r["method"]))
     agree = int((flag == flag_mc).sum())
-    same = "; same final modes and HQ %, so the same trained models" if same_models else ""
+    same = "; same final modes and HQ %, so the same trained models"
     opt = df.iloc[0]
     return ["## The plateau rule on two curves of the same runs", "",
             f"{len(both)} runs here are also rows of `results/mode_coverage.csv` (same "

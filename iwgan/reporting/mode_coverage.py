@@ -25,6 +25,7 @@ from iwgan.reporting.common import (
     markdown_table,
     ordered,
     provenance_section,
+    recipe_text,
     rel,
     save_figure,
     trained,
@@ -158,9 +159,7 @@ def table_section(sub, profile, preset, mixtures) -> list[str]:
     text = (f"Protocol: 3-std mode coverage under {PRESET_TEXT[preset]}; profile "
             f"`{profile}`, {', '.join(map(str, iters))} iterations, width "
             f"{', '.join(map(str, sorted(set(sub.width))))} of Appendix D1"
-            + (f", n_critic {', '.join(map(str, sorted(set(sub.n_critic))))}, lr "
-               f"{', '.join(f'{v:g}' for v in sorted(set(sub.lr)))} "
-               f"({', '.join(sorted(set(sub.lr_schedule)))})." if "lr" in sub else "."))
+            + (f", {recipe_text(sub)}." if "lr" in sub else "."))
     known = trained(sub).converged.dropna()
     verdict = (f" {int(is_converged(known).sum())} of {len(known)} runs "
                "converged." if len(known) else " The rule does not apply to these runs "

@@ -97,6 +97,17 @@ def test_an_overridden_budget_is_another_run_and_both_rows_stay(tmp_path):
     assert len(set(df.cell)) == 2
 
 
+def test_a_moving_average_is_recorded_per_run_and_the_report_names_it(tmp_path):
+    rc = main(["mode-coverage", "--profile", "tiny", "--seeds", "1", "--mixtures", "ring",
+               "--methods", "wgan_gp", "--presets", "paper", "--set", "ema=0.9", "--out",
+               str(tmp_path), "--jobs", "1"])
+    assert rc == 0
+    df = read_results(tmp_path / "results" / "mode_coverage.csv")
+    assert list(df.ema) == [0.9]
+    report = (tmp_path / "reports" / "mode_coverage.md").read_text()
+    assert "moving average of G and Q, decay 0.9." in report
+
+
 def test_the_distance_from_the_converged_reference_is_per_cell_means_and_differences():
     from iwgan.experiments.mode_coverage import distance_to_reference
 

@@ -1,10 +1,12 @@
 """reports/convergence.md's comparison of the plateau rule's verdicts on two curves of the
-same runs, from made-up rows."""
+same runs, and its warning when the mode-coverage table was trained with another recipe,
+from made-up rows."""
 
 import pandas as pd
 
 from iwgan.engine.records import SCHEMA_VERSION
-from iwgan.reporting.convergence import rule_agreement
+from iwgan.reporting.common import recipe_text
+from iwgan.reporting.convergence import recipe_mismatch, rule_agreement
 
 
 def test_the_rules_verdicts_on_two_curves_of_the_same_runs_are_counted_per_method(tmp_path):
@@ -24,3 +26,38 @@ def test_the_rules_verdicts_on_two_curves_of_the_same_runs_are_counted_per_metho
     assert "| iwgan | 3 | 1 | 1 | 1 | 0 | 1/3 |" in text
     assert "| wgan_gp | 1 | 0 | 0 | 0 | 1 | 1/1 |" in text
     assert rule_agreement(ours.drop(columns="converged"), tmp_path) == []
+
+
+def test_runs_that_share_an_id_but_not_their_models_are_not_compared(tmp_path):
+    ours = pd.DataFrame([{"run_id": "r0", "method": "iwgan", "converged": True,
+                          "final_modes": 8, "final_hq_pct": 50.0, "opt_eval_every": 250,
+                          "opt_w1_samples": 1000}])
+    pd.DataFrame([{"schema_version": SCHEMA_VERSION, "run_id": "r0", "method": "iwgan",
+                   "mixture": "ring", "preset": "paper", "seed": 0, "profile": "converged",
+                   "converged": True, "modes": 8, "hq_pct": 61.0}]
+                 ).to_csv(tmp_path / "mode_coverage.csv", index=False)
+    text = "\n".join(rule_agreement(ours, tmp_path))
+    assert "are not compared" in text and "agree on" not in text
+
+
+RECIPE = {"n_critic": 5, "lr": 1e-3, "lr_schedule": "linear", "profile": "converged"}
+
+
+def test_the_recipe_names_the_moving_average_and_rows_without_the_column_have_none():
+    old = pd.DataFrame([RECIPE, RECIPE])
+    assert recipe_text(old) == "n_critic 5, lr 0.001 (linear), no moving average"
+    mixed = pd.DataFrame([{**RECIPE, "ema": 0.99}, {**RECIPE, "ema": None}])
+    assert recipe_text(mixed) == ("n_critic 5, lr 0.001 (linear), moving average of G and "
+                                  "Q, decay none, 0.99")
+
+
+def test_a_convergence_experiment_on_another_recipe_than_the_table_is_flagged(tmp_path):
+    table = pd.DataFrame([{"schema_version": SCHEMA_VERSION, "run_id": "r0",
+                           "method": "iwgan", "mixture": "ring", "preset": "paper",
+                           "seed": 0, "status": "finished", **RECIPE, "ema": 0.99}])
+    table.to_csv(tmp_path / "mode_coverage.csv", index=False)
+    ours = pd.DataFrame([RECIPE])
+    text = "\n".join(recipe_mismatch(ours, tmp_path))
+    assert "Not the recipe of the mode-coverage table" in text
+    assert "no moving average" in text and "decay 0.99" in text
+    assert recipe_mismatch(ours.assign(ema=0.99), tmp_path) == []
