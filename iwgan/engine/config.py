@@ -117,8 +117,11 @@ class TrainConfig:
         from the profile's."""
         cell = {f: getattr(self, f) for f in self.CELL}
         default, mine = type(self).make(self.profile, **cell).to_dict(), self.to_dict()
-        return {k: mine.get(k) for k in sorted(set(default) | set(mine))
-                if k not in EXECUTION and k not in self.CELL and default.get(k) != mine.get(k)}
+        def value(fields, k):
+            return fields.get(k, LATER_FIELDS.get(k))
+        return {k: value(mine, k) for k in sorted(set(default) | set(mine))
+                if k not in EXECUTION and k not in self.CELL
+                and value(default, k) != value(mine, k)}
 
     def cell_key(self) -> str:
         """The same for every seed of one cell (and nothing else): what a report averages."""

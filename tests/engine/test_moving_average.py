@@ -86,12 +86,19 @@ def test_a_resumed_run_reaches_the_uninterrupted_average(tmp_path):
 
 
 def test_an_average_is_another_run_and_no_average_keeps_the_earlier_identity():
-    plain = make_config("converged", method="iwgan")
-    assert "ema" not in plain.to_dict() and plain.run_id == "converged-paper-ring-iwgan-seed0"
-    averaged = make_config("converged", method="iwgan", ema=0.999)
+    plain = make_config("quick", method="iwgan")
+    assert "ema" not in plain.to_dict() and plain.run_id == "quick-paper-ring-iwgan-seed0"
+    averaged = make_config("quick", method="iwgan", ema=0.999)
     assert averaged.to_dict()["ema"] == 0.999
     assert averaged.run_id.startswith(plain.run_id + "-") and averaged.hash() != plain.hash()
     assert averaged.overrides() == {"ema": 0.999}
+
+
+def test_the_converged_profiles_own_average_is_its_plain_run_and_turning_it_off_is_not():
+    own = make_config("converged", method="iwgan")
+    assert own.ema == 0.99 and own.run_id == "converged-paper-ring-iwgan-seed0"
+    off = make_config("converged", method="iwgan", ema=0.0)
+    assert off.overrides() == {"ema": 0.0} and off.run_id.startswith(own.run_id + "-")
 
 
 @pytest.mark.parametrize("bad", [1.0, -0.1, 2])
