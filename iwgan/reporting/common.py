@@ -16,6 +16,7 @@ import pandas as pd  # noqa: E402
 
 from iwgan.core.methods import METHOD_NAMES  # noqa: E402
 from iwgan.data.mixtures import MIXTURES  # noqa: E402
+from iwgan.engine.config import LATER_FIELDS  # noqa: E402
 from iwgan.engine.records import atomic_write_bytes, atomic_write_text  # noqa: E402
 
 # Fixed style and no timestamps or version strings in the files, so that rebuilding a
@@ -51,9 +52,10 @@ def ordered(values, order):
 
 
 def moving_average(sub: pd.DataFrame) -> pd.Series:
-    """Each row's decay of the moving average of G and Q (cfg.ema); 0, no average, for
-    the rows recorded before results had the column."""
-    return sub["ema"].fillna(0.0) if "ema" in sub else pd.Series(0.0, index=sub.index)
+    """Each row's decay of the moving average of G and Q (cfg.ema); the field's neutral
+    value (no average) for the rows recorded before results had the column."""
+    none = LATER_FIELDS["ema"]
+    return sub["ema"].fillna(none) if "ema" in sub else pd.Series(none, index=sub.index)
 
 
 def recipe_text(sub: pd.DataFrame) -> str:
