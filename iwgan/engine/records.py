@@ -177,6 +177,9 @@ def manifest(cfg, stacked: list[str] | None = None) -> dict:
         "stacked_with": stacked or [cfg.run_id],
         **git_state(), "packages": package_versions(),
         "python": sys.version.split()[0], "platform": platform.platform(),
+        # What a seeded CPU run's float results depend on besides the torch build: runs
+        # are bit-exact only where these agree (docs/reproducibility.md).
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_model": cpu_model(),
         "device": device_name(cfg.device), "device_string": cfg.device,
         "threads": torch.get_num_threads(),
         "deterministic": {"use_deterministic_algorithms": cfg.deterministic,
@@ -193,7 +196,8 @@ def manifest_columns(record: dict) -> dict:
             "command": record["command"], "python": record["python"],
             "torch": record["packages"]["torch"], "numpy": record["packages"]["numpy"],
             "scipy": record["packages"]["scipy"], "pot": record["packages"]["pot"],
-            "platform": record["platform"], "device": record["device"],
+            "platform": record["platform"], "cpu_capability": record["cpu_capability"],
+            "cpu_model": record["cpu_model"], "device": record["device"],
             "threads": record["threads"],
             "deterministic": record["deterministic"]["use_deterministic_algorithms"],
             "started": record["started"]}

@@ -508,6 +508,29 @@ def recipe_mismatch(sub, results: Path) -> list[str]:
             "recipe.", ""]
 
 
+# What a seeded CPU run's float results depend on besides its settings, as results rows
+# record it (rows before the CPU columns existed have only the platform).
+MACHINE = {"platform", "cpu_capability", "cpu_model"}
+
+
+def why_different(both, mc) -> str:
+    """Why runs with the same run_id are different models: the recipe (the run_id leaves
+    the experiments' own fields out), or the machine, as far as the rows say."""
+    runs = mc[mc.run_id.isin(both.run_id)]
+    if recipe_text(both) != recipe_text(runs):
+        return (f"They were trained with different settings: here {recipe_text(both)}, in "
+                f"the table {recipe_text(runs)}.")
+    differ = [c for c in sorted(MACHINE.intersection(runs))
+              if c in both and set(both[c].dropna()) != set(runs[c].dropna())]
+    where = (f"on different machines ({', '.join(differ)} differ)" if differ
+             else "on machines the rows do not tell apart")
+    return (f"Their settings are the same ({recipe_text(both)}); they were trained {where}. "
+            "A seeded CPU run is bit-exact only on the same torch build and CPU "
+            "(docs/reproducibility.md), and thousands of adversarial steps grow a last-bit "
+            "difference into another model: the spread between the two is a spread "
+            "between seeds.")
+
+
 def rule_agreement(df, results: Path) -> list[str]:
     """The plateau rule on two curves of the same trained runs: this experiment's and the
     mode-coverage table's (same run_id, same final samples), per method."""
@@ -517,8 +540,8 @@ def rule_agreement(df, results: Path) -> list[str]:
     mc = read_results(path)
     if "converged" not in mc:
         return []
-    both = df.merge(mc[["run_id", "converged", "modes", "hq_pct"]], on="run_id",
-                    suffixes=("", "_mc"))
+    both = df.merge(mc[["run_id", "converged", "modes", "hq_pct", *MACHINE.intersection(mc)]],
+                    on="run_id", suffixes=("", "_mc"))
     both = both[both.converged.notna() & both.converged_mc.notna()]
     if both.empty:
         return []
@@ -527,9 +550,9 @@ def rule_agreement(df, results: Path) -> list[str]:
     if not same_models:
         return ["## The plateau rule on two curves of the same runs", "",
                 f"{len(both)} runs here share their run_id with rows of "
-                "`results/mode_coverage.csv`, but their final modes or HQ % differ: they "
-                "were trained with different settings, so the two experiments' plateau "
-                "verdicts are not compared.", ""]
+                "`results/mode_coverage.csv`, but their final modes or HQ % differ, so "
+                "they are different models and the two experiments' plateau verdicts are "
+                f"not compared. {why_different(both, mc)}", ""]
     flag, flag_mc = is_converged(both.converged), is_converged(both.converged_mc)
     rows = []
     for method, idx in both.groupby("method", sort=False).groups.items():

@@ -69,6 +69,38 @@ def test_tolerance_is_absolute_plus_relative_and_nan_matches_only_nan():
     assert EXACT.allows(0.0, 1e-13) and not EXACT.allows(0.0, 1e-11)
 
 
+def test_only_the_kl_band_accepts_an_undefined_value_on_one_side():
+    """Another build can give a run near 0 % HQ a few high-quality samples where the
+    reference had none (KL NaN there, finite here): within KL's band, not the others'."""
+    specs = regression.MODE_COVERAGE_METRICS
+    kl = specs["kl"].other
+    assert kl.allows(float("nan"), 0.7) and kl.allows(0.7, float("nan"))
+    assert not kl.allows(0.7, 0.7 + 2.81) and "or undefined" in str(kl)
+    assert not specs["kl"].same.allows(float("nan"), 0.7)
+    assert not specs["w1"].other.allows(float("nan"), 0.7)
+
+
+@pytest.mark.slow
+def test_references_of_several_builds_each_hold_their_own_build_exactly(out):
+    """A reference file may hold one set per build: a run is held exactly to its own
+    build's, to the first build's bands where the file has none of its own, and an
+    update replaces its own build's set only."""
+    path = out / REFERENCE
+    own = read_references(path)
+    other = own.assign(cpu_model="another CPU", value=own.value * 1.5)
+    other.loc[other.metric == "modes", "value"] += 20          # outside the modes band
+    pd.concat([other, own]).to_csv(path, index=False)
+    assert run_regression(out, subsets=[tiny_subset()]) == 0   # its own build: exact
+    assert "**same build**" in (out / REPORT).read_text()
+    other.to_csv(path, index=False)                              # only the other build's
+    assert run_regression(out, subsets=[tiny_subset()]) == 1
+    assert "modes" in drifted(out) and "**another build**" in (out / REPORT).read_text()
+    assert run_regression(out, update=True, subsets=[tiny_subset()]) == 0
+    both = read_references(path)
+    assert set(both.cpu_model) == {"another CPU", own.cpu_model.iloc[0]}
+    assert len(both) == 2 * len(own)
+
+
 @pytest.mark.slow
 def test_unchanged_code_passes_and_the_report_shows_every_metric(out):
     assert run_regression(out, subsets=[tiny_subset()]) == 0

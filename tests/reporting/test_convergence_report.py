@@ -3,6 +3,7 @@ same runs, and its warning when the mode-coverage table was trained with another
 from made-up rows."""
 
 import pandas as pd
+import pytest
 
 from iwgan.engine.records import SCHEMA_VERSION
 from iwgan.reporting.common import recipe_text
@@ -28,19 +29,27 @@ def test_the_rules_verdicts_on_two_curves_of_the_same_runs_are_counted_per_metho
     assert rule_agreement(ours.drop(columns="converged"), tmp_path) == []
 
 
-def test_runs_that_share_an_id_but_not_their_models_are_not_compared(tmp_path):
+RECIPE = {"n_critic": 5, "lr": 1e-3, "lr_schedule": "linear", "profile": "converged"}
+
+
+@pytest.mark.parametrize("theirs, reason", [
+    ({"ema": 0.99}, "They were trained with different settings: here n_critic 5, lr 0.001 "
+                    "(linear), no moving average, in the table n_critic 5, lr 0.001 (linear), "
+                    "moving average of G and Q, decay 0.99."),
+    ({"platform": "linux-b"}, "they were trained on different machines (platform differ)"),
+    ({}, "they were trained on machines the rows do not tell apart"),
+])
+def test_runs_that_share_an_id_but_not_their_models_are_not_compared(tmp_path, theirs, reason):
     ours = pd.DataFrame([{"run_id": "r0", "method": "iwgan", "converged": True,
                           "final_modes": 8, "final_hq_pct": 50.0, "opt_eval_every": 250,
-                          "opt_w1_samples": 1000}])
+                          "opt_w1_samples": 1000, "platform": "linux-a", **RECIPE}])
     pd.DataFrame([{"schema_version": SCHEMA_VERSION, "run_id": "r0", "method": "iwgan",
-                   "mixture": "ring", "preset": "paper", "seed": 0, "profile": "converged",
-                   "converged": True, "modes": 8, "hq_pct": 61.0}]
+                   "mixture": "ring", "preset": "paper", "seed": 0, "converged": True,
+                   "modes": 8, "hq_pct": 61.0, "platform": "linux-a", **RECIPE, **theirs}]
                  ).to_csv(tmp_path / "mode_coverage.csv", index=False)
     text = "\n".join(rule_agreement(ours, tmp_path))
     assert "are not compared" in text and "agree on" not in text
-
-
-RECIPE = {"n_critic": 5, "lr": 1e-3, "lr_schedule": "linear", "profile": "converged"}
+    assert reason in text
 
 
 def test_the_recipe_names_the_moving_average_and_rows_without_the_column_have_none():

@@ -101,8 +101,8 @@ def test_every_run_directory_and_results_row_carries_its_manifest(tmp_path):
                                               "cudnn_deterministic", "cudnn_benchmark"}
     assert json.loads((tmp_path / cfg.run_id / "config.json").read_text()) == cfg.to_dict()
     for column in ("commit", "dirty", "command", "python", "torch", "numpy", "scipy", "pot",
-                   "platform", "device", "threads", "deterministic", "started", "finished",
-                   "config_hash", "seed"):
+                   "platform", "cpu_capability", "cpu_model", "device", "threads",
+                   "deterministic", "started", "finished", "config_hash", "seed"):
         assert column in row, column
     assert row["commit"] == manifest["commit"] and row["config_hash"] == cfg.hash()
 
