@@ -425,7 +425,7 @@ def markdown_table(rows: list[dict]) -> str:
 def describe(env: pd.DataFrame) -> str:
     first = env.iloc[0]
     return (f"torch {first.torch}, CPU capability {first.cpu_capability}, "
-            f"{first.machine}, device {first.device}, numpy {first.numpy}, "
+            f"{first.cpu_model}, {first.machine}, device {first.device}, numpy {first.numpy}, "
             f"{first.threads} thread(s), deterministic={first.deterministic}")
 
 
