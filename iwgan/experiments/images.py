@@ -342,7 +342,7 @@ def run_image_experiment(cfg, train: ImageData, validation: ImageData, extractor
     row = {"run_id": cfg.run_id, "method": cfg.method, "dataset": cfg.dataset,
            "seed": cfg.seed, "profile": cfg.profile, "arch": cfg.arch, "width": cfg.width,
            "z_dim": cfg.z_dim, "iterations": cfg.iterations, "batch_size": cfg.batch_size,
-           "lr": cfg.lr, "n_critic": cfg.n_critic, "metric": cfg.metric,
+           "lr": cfg.lr, "n_critic": cfg.n_critic, "ema": cfg.ema, "metric": cfg.metric,
            "train_images": len(train), "preprocessing": train.preprocessing,
            "precision_used": plan["precision_used"],
            "channels_last_used": plan["channels_last_used"],

@@ -522,7 +522,8 @@ def why_different(both, mc) -> str:
                 f"the table {recipe_text(runs)}.")
     differ = [c for c in sorted(MACHINE.intersection(runs))
               if c in both and set(both[c].dropna()) != set(runs[c].dropna())]
-    where = (f"on different machines ({', '.join(differ)} differ)" if differ
+    where = (f"on different machines (the rows' {' and '.join(differ)} "
+             f"differ{'s' if len(differ) == 1 else ''})" if differ
              else "on machines the rows do not tell apart")
     return (f"Their settings are the same ({recipe_text(both)}); they were trained {where}. "
             "A seeded CPU run is bit-exact only on the same torch build and CPU "

@@ -49,8 +49,9 @@ PAPER_FIGURES = {
                    latent="Fig. 15", hist="Fig. 19", quality="Figs 7, 21"),
 }
 PROFILE_ORDER = ["paper", "cpu", "smoke"]
-# The settings a section's heading names when a profile's runs come in several budgets.
-BUDGET = ("iterations", "batch_size", "lr", "n_critic", "width")
+# The settings a section's heading names when a profile's runs come in several budgets
+# (ema: the moving average of G and Q, recorded by rows since it exists).
+BUDGET = ("iterations", "batch_size", "lr", "n_critic", "width", "ema")
 
 
 def build_reports(results: Path, reports: Path) -> list[Path]:
@@ -106,9 +107,14 @@ def budgets(runs) -> list[tuple[str, pd.DataFrame]]:
         run = group.iloc[0]
         differ = [f"{field.replace('_', ' ')} {run[field]:,}" if field == "iterations"
                   else f"{field.replace('_', ' ')} {run[field]:g}"
-                  for field in BUDGET if run[field] != getattr(profile, field)]
-        out.append(("" if not key else ", ".join(differ) or f"settings {key}", group))
-    return out
+                  for field in BUDGET if field in run and pd.notna(run[field])
+                  and run[field] != getattr(profile, field)]
+        out.append((key, "" if not key else ", ".join(differ) or f"settings {key}", group))
+    # Rows recorded before a setting had its column cannot name it: two budgets that read
+    # alike are told apart by their settings' hash (their commands say what it holds).
+    labels = [label for _, label, _ in out]
+    return [(label if labels.count(label) == 1 or not key else f"{label} (settings {key})",
+             group) for key, label, group in out]
 
 
 def _table_frame(rows):
@@ -129,7 +135,9 @@ def profile_section(sub, results, reports, dataset, profile, label="") -> list[s
            f"(`{first['arch']}`) at width x{first['width']:g}, z_dim {first['z_dim']}. "
            f"**Budget**: {first['iterations']} iterations, batch {first['batch_size']}, "
            f"Adam lr {first['lr']:g}, {first['n_critic']} critic steps per iteration "
-           "(iwgan, wgan_gp; ALI and alpha-GAN step 1:1).", "",
+           "(iwgan, wgan_gp; ALI and alpha-GAN step 1:1)"
+           + (f", moving average of G and Q with decay {first['ema']:g}"
+              if pd.notna(first.get("ema")) and first["ema"] else "") + ".", "",
            f"**Metric: {name}**, {first['fd_samples']} generated samples against "
            f"{first['fd_reference_samples']} real training images. "
            + ("pytorch-fid's Inception (pool3, 2048 features)." if is_fid else

@@ -36,7 +36,8 @@ RECIPE = {"n_critic": 5, "lr": 1e-3, "lr_schedule": "linear", "profile": "conver
     ({"ema": 0.99}, "They were trained with different settings: here n_critic 5, lr 0.001 "
                     "(linear), no moving average, in the table n_critic 5, lr 0.001 (linear), "
                     "moving average of G and Q, decay 0.99."),
-    ({"platform": "linux-b"}, "they were trained on different machines (platform differ)"),
+    ({"platform": "linux-b"},
+     "they were trained on different machines (the rows' platform differs)"),
     ({}, "they were trained on machines the rows do not tell apart"),
 ])
 def test_runs_that_share_an_id_but_not_their_models_are_not_compared(tmp_path, theirs, reason):

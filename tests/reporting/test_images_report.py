@@ -29,3 +29,15 @@ def test_each_budget_is_its_own_section_the_profiles_first_labelled_by_what_diff
     # settings outside the budget columns still make another section, named by its hash
     [other] = [label for label in labels if label.startswith("settings ")]
     assert list(by_label[other].method) == ["ali"] and len(sections) == 4
+
+
+def test_a_moving_average_names_its_section_and_rows_without_its_column_are_told_apart():
+    with_ema = pd.DataFrame([{**row("iwgan", iterations=3000, ema=0.99), "ema": 0.99},
+                             {**row("iwgan", iterations=3000), "ema": 0.0}])
+    assert sorted(label for label, _ in budgets(with_ema)) == ["iterations 3,000",
+                                                               "iterations 3,000, ema 0.99"]
+    # rows recorded before the column: the two budgets read alike but stay two sections
+    old = with_ema.drop(columns="ema")
+    labels = [label for label, _ in budgets(old)]
+    assert len(labels) == 2 and len(set(labels)) == 2
+    assert all(label.startswith("iterations 3,000 (settings ") for label in labels)
