@@ -497,7 +497,8 @@ def run_regression(out: Path = Path("."), update: bool = False, kinds=None, jobs
         s.run(s.configs, runs_root / s.kind, jobs)
     new = pd.concat([collect(s, runs_root / s.kind) for s in subsets], ignore_index=True)
     wall = time.perf_counter() - start
-    rows = compare(None if refs is None else for_build(refs, new), new, subsets)
+    used = None if refs is None else for_build(refs, new)
+    rows = compare(used, new, subsets)
     if update:
         if refs is not None:
             print("Drift of the new run against the old references (being replaced):")
@@ -511,9 +512,9 @@ def run_regression(out: Path = Path("."), update: bool = False, kinds=None, jobs
             merged = new
         atomic_write_text(ref_path, merged.to_csv(index=False))
         refs = merged
-        rows = compare(for_build(refs, new), new, subsets)
         print(f"references rewritten: {ref_path}")
-    used = for_build(refs, new)
+        used = for_build(refs, new)
+        rows = compare(used, new, subsets)
     text = report_text(rows, used[used.kind.isin(new.kind)], new)
     atomic_write_text(report_path, text)
     print(text)

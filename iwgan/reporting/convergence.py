@@ -510,7 +510,7 @@ def recipe_mismatch(sub, results: Path) -> list[str]:
 
 # What a seeded CPU run's float results depend on besides its settings, as results rows
 # record it (rows before the CPU columns existed have only the platform).
-MACHINE = {"platform", "cpu_capability", "cpu_model"}
+MACHINE = ("cpu_capability", "cpu_model", "platform")
 
 
 def why_different(both, mc) -> str:
@@ -520,8 +520,8 @@ def why_different(both, mc) -> str:
     if recipe_text(both) != recipe_text(runs):
         return (f"They were trained with different settings: here {recipe_text(both)}, in "
                 f"the table {recipe_text(runs)}.")
-    differ = [c for c in sorted(MACHINE.intersection(runs))
-              if c in both and set(both[c].dropna()) != set(runs[c].dropna())]
+    differ = [c for c in MACHINE
+              if c in runs and c in both and set(both[c].dropna()) != set(runs[c].dropna())]
     where = (f"on different machines (the rows' {' and '.join(differ)} "
              f"differ{'s' if len(differ) == 1 else ''})" if differ
              else "on machines the rows do not tell apart")
@@ -541,8 +541,8 @@ def rule_agreement(df, results: Path) -> list[str]:
     mc = read_results(path)
     if "converged" not in mc:
         return []
-    both = df.merge(mc[["run_id", "converged", "modes", "hq_pct", *MACHINE.intersection(mc)]],
-                    on="run_id", suffixes=("", "_mc"))
+    both = df.merge(mc[["run_id", "converged", "modes", "hq_pct",
+                        *[c for c in MACHINE if c in mc]]], on="run_id", suffixes=("", "_mc"))
     both = both[both.converged.notna() & both.converged_mc.notna()]
     if both.empty:
         return []
