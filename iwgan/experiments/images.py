@@ -1,12 +1,7 @@
-"""Image experiments (Section 5.2, Appendices F and G): training through the one trainer
-(iwgan.engine.trainer) on images, evaluation, and the results table.
-
-What an image run adds to a mixture run is survival: every ``checkpoint_every``
-iterations the trainer writes the networks, the optimisers, the member's generator and
-the data sampler's state atomically, so ``--resume`` continues a killed run and reaches
-the very weights an uninterrupted run reaches (CPU; on CUDA too with ``deterministic``).
-Resuming with a different config is refused with the differing keys listed. Sample grids
-of a fixed set of latent codes are saved every ``sample_every`` iterations.
+"""Image experiments (Section 5.2, Appendices F and G): one run end to end, and the command
+``python -m iwgan images``. Training is :mod:`iwgan.experiments.image_training`, evaluation
+:mod:`iwgan.experiments.image_evaluation`, the data and metric set-up
+:mod:`iwgan.experiments.image_setup`.
 
 A run's record is ``runs/<run_id>/`` (config.json, manifest.json, log.jsonl,
 checkpoint.pt, samples/); its results are one row of ``results/images.csv`` and the
@@ -16,38 +11,22 @@ float32 codes and errors: small enough to commit).
 
 from __future__ import annotations
 
-import io
-import json
 import math
 import os
 import sys
 import time
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
-from iwgan.core.losses import mmd_imq, reconstruction_error
-from iwgan.core.methods import METHOD_NAMES, Models, get_method
-from iwgan.data.datasets import (
-    DATASETS,
-    BatchSampler,
-    ImageBatches,
-    ImageData,
-    image_grid,
-    load_dataset,
-    to_uint8,
-)
+from iwgan.core.methods import METHOD_NAMES
+from iwgan.data.datasets import DATASETS, ImageData, load_dataset
 from iwgan.engine.config import PRECISIONS, ImageConfig, make_image_config
-from iwgan.engine.devices import check_device
 from iwgan.engine.distributed import ONE, World, barrier
 from iwgan.engine.distributed import setup as setup_world
 from iwgan.engine.records import (
-    atomic_write_bytes,
     finished_image_runs,
     manifest,
     manifest_columns,
@@ -57,17 +36,7 @@ from iwgan.engine.records import (
     upsert_image_results,
     write_json,
 )
-from iwgan.engine.seeds import derived_generator, derived_seed
-from iwgan.engine.trainer import (
-    Checkpoint,
-    Evaluate,
-    Hook,
-    Progress,
-    Trainer,
-    autocast,
-    execution_plan,
-    read_checkpoint,
-)
+from iwgan.engine.trainer import execution_plan, read_checkpoint
 from iwgan.experiments.common import (
     add_device_argument,
     add_set_argument,
@@ -76,247 +45,9 @@ from iwgan.experiments.common import (
     seeds_of,
     wall_time_key,
 )
-from iwgan.metrics.fid import (
-    classifier_extractor,
-    distance_to_reference,
-    frechet_distance,
-    inception_extractor,
-    reference_statistics,
-)
-from iwgan.metrics.plateau import assessable, curve_every, settled
-
-
-def save_png(path: Path, grid: np.ndarray) -> None:
-    buf = io.BytesIO()
-    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
-
-
-@torch.no_grad()
-def in_eval_batches(cfg, models: Models, inputs: torch.Tensor, fn, plan: dict) -> torch.Tensor:
-    """``fn(models, batch)`` over ``inputs`` in ``cfg.eval_batch`` chunks on the run's
-    device, the networks in eval mode (batch norm on its running statistics); float32 on
-    CPU."""
-    models.eval()
-    try:
-        out = []
-        for i in range(0, inputs.shape[0], cfg.eval_batch):
-            batch = inputs[i:i + cfg.eval_batch].to(cfg.device)
-            with autocast(plan):
-                out.append(fn(models, batch).float().cpu())
-        return torch.cat(out)
-    finally:
-        models.train()
-
-
-def generate_images(cfg, models: Models, z: torch.Tensor, plan: dict) -> torch.Tensor:
-    """G(z), in eval batches."""
-    return in_eval_batches(cfg, models, z, get_method(cfg.method).generate, plan)
-
-
-class SampleGrids(Hook):
-    """A PNG grid of G on 64 fixed latent codes every ``sample_every`` iterations and at
-    the last, under ``run_dir/samples/`` (its time is not training time)."""
-
-    def __init__(self, cfg, run_dir: Path, plan: dict):
-        self.cfg, self.dir, self.plan = cfg, Path(run_dir) / "samples", plan
-        self.z = torch.randn(64, cfg.z_dim, generator=derived_generator(cfg.seed, "sample-grid"))
-
-    def on_iteration(self, trainer: Trainer) -> None:
-        it = trainer.iteration
-        if it % self.cfg.sample_every == 0 or it == self.cfg.iterations:
-            with trainer.clock.evaluation():
-                grid = to_uint8(generate_images(self.cfg, trainer.member_models(0), self.z,
-                                                self.plan)).numpy()
-                save_png(self.dir / f"iter_{it:07d}.png", image_grid(grid, 8))
-
-
-CURVE_SAMPLES = 1_000        # generated images per curve point
-CURVE_RECONSTRUCTIONS = 200  # validation images reconstructed per curve point
-FD_REL, RECON_REL = 0.10, 0.10
-
-
-class ImageCurve:
-    """An image run's evaluation curve (the ``Evaluate`` hook's fn): the run's Fréchet
-    distance on ``CURVE_SAMPLES`` generated images against the reference, and the mean
-    reconstruction error on the first ``CURVE_RECONSTRUCTIONS`` validation images, from
-    generators of the run's own. Only for the cheap feature networks (FD-<data>CNN) or
-    on a GPU: Inception features cost ~0.17 s per image on a CPU."""
-
-    def __init__(self, cfg, validation: ImageData, extractor, reference, plan: dict):
-        self.cfg, self.extractor, self.reference, self.plan = cfg, extractor, reference, plan
-        self.n = min(cfg.fid_samples, CURVE_SAMPLES)
-        self.z = torch.randn(self.n, cfg.z_dim, generator=derived_generator(cfg.seed, "curve"))
-        self.x = validation.images[:CURVE_RECONSTRUCTIONS]
-        self.records: list[dict] = []
-
-    @staticmethod
-    def wanted(cfg) -> bool:
-        return cfg.metric == "fd-cnn" or torch.device(cfg.device).type == "cuda"
-
-    def __call__(self, k: int, it: int, models) -> None:
-        with warnings.catch_warnings():   # 1,000 samples for 128 features: biased, known
-            warnings.simplefilter("ignore")
-            fd = distance_to_reference(self.extractor,
-                                       [generate_images(self.cfg, models, self.z, self.plan)],
-                                       self.n, self.reference)["fd"]
-        recon = float("nan")
-        if get_method(self.cfg.method).HAS_ENCODER:
-            codes = encode_images(self.cfg, models, self.x, self.plan)
-            rebuilt = generate_images(self.cfg, models, codes, self.plan)
-            recon = float(reconstruction_error(self.x.float() / 255, rebuilt).mean())
-        self.records.append({"iteration": it, "fd": fd, "recon_error": recon})
-
-    def verdict(self, iterations: int, real_floor: float | None) -> dict:
-        """The plateau rule (iwgan.metrics.plateau.settled) on FD and the reconstruction
-        error: each may move by 10 % of its level (FD also by the real-vs-real floor)
-        over the last quarter."""
-        if not assessable(self.records, iterations):
-            return {"converged": np.nan}
-        limits = {"fd": ("fd", FD_REL, real_floor if real_floor is not None else 0.0)}
-        if get_method(self.cfg.method).HAS_ENCODER:
-            limits["recon"] = ("recon_error", RECON_REL, 0.0)
-        return settled(self.records, iterations, limits)
-
-
-class JsonLog(Hook):
-    """Each logged record as one line of ``path`` (log.jsonl)."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    def on_log(self, trainer: Trainer, k: int, record: dict) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-
-
-def train_images(cfg, train: ImageData, run_dir: Path, resume: bool = False,
-                 progress=None, stop_after: int | None = None, on_start=None,
-                 world: World = ONE, device: str | None = None, curve=None):
-    """Train ``cfg.method`` on ``train``; returns the trainer's MemberResult.
-
-    ``resume`` continues from ``run_dir/checkpoint.pt`` if there is one. ``stop_after``
-    stops after that iteration without the run's end, as a kill would: for tests.
-    ``progress(n)`` is told of every finished iteration, ``on_start(iteration)`` of the
-    iteration training starts after (0, or the checkpoint's). Under torchrun (``world``,
-    ``device``: iwgan.engine.distributed.setup) every rank trains its shard and rank 0
-    alone writes the log, the sample grids and the checkpoints. ``curve``, if given,
-    is evaluated every 1/16 of the run (:class:`ImageCurve`).
-    """
-    if tuple(train.shape) != cfg.input_shape:
-        raise ValueError(f"{cfg.arch} networks take images of shape {cfg.input_shape}, the "
-                         f"{train.name} data has {train.shape}")
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.jsonl"
-    plan = execution_plan(cfg)
-    data = ImageBatches(train.images, [BatchSampler(len(train), cfg.batch_size,
-                                                    derived_seed(cfg.seed, "data"))],
-                        check_device(device or cfg.device))
-    hooks = [JsonLog(log_path), SampleGrids(cfg, run_dir, plan),
-             Checkpoint(ckpt_path, cfg.checkpoint_every)] if world.main else []
-    hooks += [Progress(progress)] if progress else []
-    if curve is not None and world.main:
-        hooks.append(Evaluate(curve, curve_every(cfg.iterations, cfg.curve_points)))
-    trainer = Trainer([cfg], data, hooks, resume=ckpt_path if resume else None,
-                      world=world, device=device)
-    if world.main:
-        if trainer.resumed_from:
-            keep_log_until(log_path, trainer.resumed_from)
-        else:
-            log_path.unlink(missing_ok=True)
-    if on_start:
-        on_start(trainer.resumed_from)
-    return trainer.fit(until=stop_after)[0]
-
-
-def keep_log_until(path: Path, iteration: int) -> None:
-    """Drop log lines past the checkpoint: the resumed run writes them again."""
-    if not path.exists():
-        return
-    kept = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line)["iteration"] <= iteration]
-    atomic_write_bytes(path, "".join(f"{line}\n" for line in kept).encode())
-
-
-# --- evaluation -------------------------------------------------------------------------
-
-INTERPOLATION_PAIRS = 8
-INTERPOLATION_STEPS = 10
-GRID_SAMPLES = 64
-RECONSTRUCTIONS = 16
-BEST_WORST = 8
-CODES_KEPT = 1_000
-
-
-def evaluate_images(cfg, models: Models, validation: ImageData, extractor, reference,
-                    plan: dict) -> tuple[dict, dict]:
-    """The metric and the figure arrays of a trained run, from evaluation-only
-    generators: (metrics for the results row, arrays for results/images/<run>.npz)."""
-    method = get_method(cfg.method)
-    gen = derived_generator(cfg.seed, "evaluation")
-
-    def generated_batches():
-        for i in range(0, cfg.fid_samples, cfg.eval_batch):
-            b = min(cfg.eval_batch, cfg.fid_samples - i)
-            z = torch.randn(b, cfg.z_dim, generator=gen)
-            yield generate_images(cfg, models, z, plan)
-
-    metrics = distance_to_reference(extractor, generated_batches(), cfg.fid_samples, reference)
-    figure_gen = derived_generator(cfg.seed, "figures")
-    arrays = {"samples": to_uint8(generate_images(
-        cfg, models, torch.randn(GRID_SAMPLES, cfg.z_dim, generator=figure_gen), plan)).numpy()}
-    n_val = min(cfg.validation_samples, len(validation))
-    pairs = torch.randperm(n_val, generator=figure_gen)[:2 * INTERPOLATION_PAIRS]
-    pairs = pairs.view(-1, 2) if len(pairs) >= 2 else pairs.repeat(2).view(-1, 2)
-    weights = torch.linspace(0, 1, INTERPOLATION_STEPS)
-    if method.HAS_ENCODER:
-        real = validation.images[:n_val]
-        codes = encode_images(cfg, models, real, plan)
-        recon = generate_images(cfg, models, codes, plan)
-        errors = torch.cat([reconstruction_error(validation.batch(slice(i, i + 1000)),
-                                                 recon[i:i + 1000])
-                            for i in range(0, n_val, 1000)])
-        quality = torch.exp(-errors)
-        order = torch.argsort(quality, descending=True, stable=True)
-        best, worst = order[:BEST_WORST], order.flip(0)[:BEST_WORST]
-        ends = codes[pairs]                       # (pairs, 2, z)
-        arrays.update(
-            interp_kind=np.array("encoded validation pairs"),
-            interp_ends=real[pairs].numpy(),
-            recon_real=real[:RECONSTRUCTIONS].numpy(),
-            recon=to_uint8(recon[:RECONSTRUCTIONS]).numpy(),
-            codes=codes[:CODES_KEPT].numpy().astype(np.float32),
-            recon_errors=errors.numpy().astype(np.float32),
-            best=real[best].numpy(), best_scores=quality[best].numpy().astype(np.float32),
-            best_recon=to_uint8(recon[best]).numpy(),
-            worst=real[worst].numpy(), worst_scores=quality[worst].numpy().astype(np.float32),
-            worst_recon=to_uint8(recon[worst]).numpy())
-        prior = torch.randn(min(n_val, CODES_KEPT), cfg.z_dim, generator=gen)
-        metrics.update(recon_error=float(errors.mean()),
-                       recon_error_median=float(errors.median()),
-                       quality_mean=float(quality.mean()),
-                       latent_mmd=float(mmd_imq(codes[:CODES_KEPT], prior)),
-                       latent_std=float(codes.std(dim=0).mean()),
-                       validation_images=n_val)
-    else:
-        ends = torch.randn(len(pairs), 2, cfg.z_dim, generator=figure_gen)
-        arrays["interp_kind"] = np.array("random prior pairs (no encoder)")
-        metrics.update(recon_error=np.nan, recon_error_median=np.nan, quality_mean=np.nan,
-                       latent_mmd=np.nan, latent_std=np.nan, validation_images=0)
-    path_z = (ends[:, :1] * (1 - weights[None, :, None])
-              + ends[:, 1:] * weights[None, :, None])   # (pairs, steps, z)
-    interp = generate_images(cfg, models, path_z.reshape(-1, cfg.z_dim), plan)
-    arrays["interp"] = to_uint8(interp).numpy().reshape(*path_z.shape[:2], *interp.shape[1:])
-    return metrics, arrays
-
-
-def encode_images(cfg, models: Models, images: torch.Tensor, plan: dict) -> torch.Tensor:
-    """Q(x) of uint8 images, scaled to [0, 1] on the device, in eval batches."""
-    encode = get_method(cfg.method).encode
-    return in_eval_batches(cfg, models, images,
-                           lambda m, x: encode(m, x.float().div_(255)), plan)
-
+from iwgan.experiments.image_evaluation import ImageCurve, evaluate_images
+from iwgan.experiments.image_setup import image_setup
+from iwgan.experiments.image_training import train_images
 
 # --- one run, end to end ----------------------------------------------------------------
 
@@ -453,38 +184,6 @@ def image_configs(args) -> list[ImageConfig]:
     values = {**dict(args.overrides), **{k: v for k, v in explicit.items() if v is not None}}
     return [make_image_config(args.dataset, profile, method=m, seed=s, **values)
             for m in args.methods for s in seeds_of(args, args.profile)]
-
-
-@dataclass
-class ImageSetup:
-    """What every run of one dataset shares: its data, the feature network of its
-    metric, the reference statistics and the real-vs-real floor."""
-
-    train: ImageData
-    validation: ImageData
-    extractor: object
-    reference: tuple
-    real_floor: float
-
-
-def image_setup(cfg, data_dir=None, download=False, cache_dir=None,
-                inception_weights=None) -> ImageSetup:
-    data_kw = dict(data_dir=data_dir, download=download, crop=cfg.crop,
-                   image_size=cfg.image_size, cache_dir=cache_dir)
-    train = load_dataset(cfg.dataset, "train", max_images=cfg.max_train, **data_kw)
-    validation = load_dataset(cfg.dataset, "validation", max_images=cfg.validation_samples,
-                              **data_kw)
-    if cfg.metric == "fid":
-        extractor = inception_extractor(inception_weights, device=cfg.device)
-    else:
-        extractor = classifier_extractor(train, validation, cache_dir=cache_dir,
-                                         device=cfg.device,
-                                         recipe={"steps": cfg.classifier_steps})
-    reference = reference_statistics(extractor, train, cfg.fid_samples, cache_dir)
-    floor_mu, floor_sigma, _ = reference_statistics(extractor, validation, cfg.fid_samples,
-                                                    cache_dir)
-    real_floor = frechet_distance(floor_mu, floor_sigma, reference[0], reference[1])
-    return ImageSetup(train, validation, extractor, reference, real_floor)
 
 
 def command(args) -> int:

@@ -47,7 +47,9 @@ from iwgan.engine.config import make_config, make_image_config
 from iwgan.engine.records import ResultsError, atomic_write_text, git_state
 from iwgan.experiments.common import positive_int
 from iwgan.experiments.convergence import ConvergenceOptions, run_convergence_grid
-from iwgan.experiments.images import image_setup, run_image_experiment, train_images
+from iwgan.experiments.image_setup import image_setup
+from iwgan.experiments.image_training import train_images
+from iwgan.experiments.images import run_image_experiment
 from iwgan.experiments.mode_coverage import run_mode_coverage
 
 REFERENCE_SCHEMA = 2

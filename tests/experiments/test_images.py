@@ -18,7 +18,7 @@ from iwgan.engine.config import IMAGE_PROFILES, make_image_config
 from iwgan.engine.devices import check_device
 from iwgan.engine.records import read_image_results
 from iwgan.engine.trainer import ResumeError, Trainer, execution_plan
-from iwgan.experiments.images import train_images
+from iwgan.experiments.image_training import train_images
 from iwgan.experiments.throughput import RandomImages
 from tests.core.parity import assert_uses_shared_networks
 

@@ -7,7 +7,7 @@ import pytest
 
 from iwgan.engine.records import SCHEMA_VERSION
 from iwgan.reporting.common import recipe_text
-from iwgan.reporting.convergence import recipe_mismatch, rule_agreement
+from iwgan.reporting.convergence_agreement import recipe_mismatch, rule_agreement
 
 
 def test_the_rules_verdicts_on_two_curves_of_the_same_runs_are_counted_per_method(tmp_path):
