@@ -18,8 +18,9 @@ import math
 import tempfile
 from pathlib import Path
 
-from iwgan.engine.records import now, write_json
+from iwgan.engine.records import now
 from iwgan.experiments import regression
+from iwgan.files import write_json
 
 OUT = Path("results") / "regression" / "bands.json"
 FACTORIES = {"convergence": regression.convergence_subset, "digits": regression.digits_subset,

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
+from iwgan import files
 from iwgan.cli import main
-from iwgan.engine import records
 
 GRID = ["mode-coverage", "--profile", "tiny", "--methods", "wgan_gp", "--mixtures", "ring",
         "--presets", "paper", "--seeds", "1", "--jobs", "1", "--no-report"]
@@ -31,7 +31,7 @@ def test_a_failing_disk_is_one_line_naming_the_path_and_the_fix(tmp_path, capsys
     def failing(path, data):
         raise OSError(code, os.strerror(code), str(path))
 
-    monkeypatch.setattr(records, "atomic_write_bytes", failing)
+    monkeypatch.setattr(files, "atomic_write_bytes", failing)
     rc = main([*GRID, "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from iwgan.engine.records import atomic_write_bytes
+from iwgan.files import atomic_write_bytes
 
 DATASETS = ("digits", "mnist", "celeba")
 SPLITS = ("train", "validation")

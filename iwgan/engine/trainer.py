@@ -41,8 +41,8 @@ from iwgan.data.mixtures import MixtureBatches
 from iwgan.engine.config import lr_factor
 from iwgan.engine.devices import configure_torch, is_cuda
 from iwgan.engine.distributed import ONE, World, average
-from iwgan.engine.records import atomic_write_bytes
 from iwgan.engine.stacking import Members
+from iwgan.files import atomic_write_bytes
 
 
 class TrainingClock:

@@ -18,8 +18,9 @@ from iwgan.data.mixtures import MIXTURES, PRESETS
 from iwgan.engine.config import PROFILES, MixtureConfig, make_config, parse_field
 from iwgan.engine.devices import check_device, default_device
 from iwgan.engine.executors import add_executor_arguments
-from iwgan.engine.records import now, update_json
+from iwgan.engine.records import now
 from iwgan.engine.stacking import STACK_MODES
+from iwgan.files import update_json
 from iwgan.metrics.plateau import check_assessable
 
 

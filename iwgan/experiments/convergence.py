@@ -48,7 +48,6 @@ import torch
 from scipy import stats
 from tqdm import tqdm
 
-from iwgan.core import quality
 from iwgan.core.duality_gap import duality_gap, stop_rule_met
 from iwgan.core.methods import get_method
 from iwgan.data.mixtures import get_mixture
@@ -66,9 +65,6 @@ from iwgan.engine.records import (
     manifest,
     now,
     read_results,
-    save_npz,
-    save_torch,
-    update_json,
     upsert_curves,
     upsert_results,
 )
@@ -82,6 +78,8 @@ from iwgan.experiments.common import (
     positive_int,
 )
 from iwgan.experiments.mode_coverage import base_row, evaluate
+from iwgan.files import save_npz, save_torch, update_json
+from iwgan.metrics import quality
 from iwgan.metrics.mixture import score_modes, w1_exact, w1_floor
 from iwgan.metrics.plateau import assessable, check_window, plateau
 

@@ -23,10 +23,10 @@ from PIL import Image
 from iwgan.data.datasets import BatchSampler, ImageBatches, ImageData, image_grid, to_uint8
 from iwgan.engine.devices import check_device
 from iwgan.engine.distributed import ONE, World
-from iwgan.engine.records import atomic_write_bytes
 from iwgan.engine.seeds import derived_generator, derived_seed
 from iwgan.engine.trainer import Checkpoint, Evaluate, Hook, Progress, Trainer, execution_plan
 from iwgan.experiments.image_evaluation import generate_images
+from iwgan.files import atomic_write_bytes
 from iwgan.metrics.plateau import curve_every
 
 

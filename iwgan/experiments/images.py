@@ -31,10 +31,7 @@ from iwgan.engine.records import (
     manifest,
     manifest_columns,
     now,
-    save_npz,
-    update_json,
     upsert_image_results,
-    write_json,
 )
 from iwgan.engine.trainer import execution_plan, read_checkpoint
 from iwgan.experiments.common import (
@@ -48,6 +45,7 @@ from iwgan.experiments.common import (
 from iwgan.experiments.image_evaluation import ImageCurve, evaluate_images
 from iwgan.experiments.image_setup import image_setup
 from iwgan.experiments.image_training import train_images
+from iwgan.files import save_npz, update_json, write_json
 
 # --- one run, end to end ----------------------------------------------------------------
 

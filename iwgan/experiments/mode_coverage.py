@@ -47,16 +47,14 @@ from iwgan.engine.records import (
     manifest_columns,
     now,
     read_results,
-    save_npy,
-    save_torch,
     upsert_curves,
     upsert_results,
-    write_json,
 )
 from iwgan.engine.seeds import derived_generator
 from iwgan.engine.stacking import plan_stacks
 from iwgan.engine.trainer import Evaluate, LogTo, Progress, train
 from iwgan.experiments.common import add_grid_arguments, finish_grid, grid_configs
+from iwgan.files import save_npy, save_torch, write_json
 from iwgan.metrics.mixture import EvalData, compute_metrics, score_modes, w1_exact, w1_floor
 from iwgan.metrics.plateau import assessable, curve_every, plateau
 

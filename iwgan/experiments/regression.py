@@ -44,13 +44,14 @@ import torch
 from iwgan.core.methods import METHOD_NAMES
 from iwgan.data.mixtures import MIXTURES
 from iwgan.engine.config import make_config, make_image_config
-from iwgan.engine.records import ResultsError, atomic_write_text, git_state
+from iwgan.engine.records import ResultsError, git_state
 from iwgan.experiments.common import positive_int
 from iwgan.experiments.convergence import ConvergenceOptions, run_convergence_grid
 from iwgan.experiments.image_setup import image_setup
 from iwgan.experiments.image_training import train_images
 from iwgan.experiments.images import run_image_experiment
 from iwgan.experiments.mode_coverage import run_mode_coverage
+from iwgan.files import atomic_write_text
 
 REFERENCE_SCHEMA = 2
 REFERENCE = Path("results") / "regression" / "reference.csv"

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 from iwgan.core.methods import METHOD_NAMES  # noqa: E402
 from iwgan.data.mixtures import MIXTURES  # noqa: E402
 from iwgan.engine.config import LATER_FIELDS  # noqa: E402
-from iwgan.engine.records import atomic_write_bytes, atomic_write_text  # noqa: E402
+from iwgan.files import atomic_write_bytes, atomic_write_text  # noqa: E402
 
 # Fixed style and no timestamps or version strings in the files, so that rebuilding a
 # report from the same results gives byte-identical PNGs and Markdown.
