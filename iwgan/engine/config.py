@@ -9,12 +9,16 @@ A run's identity is its ``run_id``: the profile and the cell (method, data, seed
 short hash of every field that differs from the profile's values when one does (an
 ``--iterations`` override is another run, never a replacement of the profile's), except
 the fields that only say how a run is executed or written down (:data:`EXECUTION`, which
-the manifest records).
+the manifest records). A setting the run's method does not read (iwgan.core.methods:
+USES and SHARED_SETTINGS; n_critic for ALI and alpha-GAN, which have no critic loop) keeps
+the profile's value, and a method option at its default is left out, so that neither can
+give two runs that train alike two names.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -22,10 +26,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from iwgan.core.methods import METHOD_NAMES, get_method, resolve_options
+from iwgan.core.methods import SHARED_SETTINGS, get_method
 from iwgan.data.datasets import DATASETS
 from iwgan.data.mixtures import MIXTURES, PRESETS
-from iwgan.metrics.plateau import CURVE_POINTS
 
 DEVICE_KINDS = ("cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
@@ -43,8 +46,13 @@ def lr_factor(schedule: str, iteration: int, total: int) -> float:
         return 1.0 if iteration < total // 2 else 0.1
     return 1.0
 IMAGE_METRICS = ("fid", "fd-cnn")
+# Evaluations on the way a run records by default, for the plateau rule
+# (iwgan.metrics.plateau: 4 of them then fall in the last quarter).
+CURVE_POINTS = 16
 # Fields that change how a run executes or what it writes down, not its numbers' meaning.
 EXECUTION = ("device", "threads", "log_every", "checkpoint_every", "sample_every")
+# The logged values Algorithm 1's stopping rule reads (iwgan.core.duality_gap.stop_rule_met).
+STOP_RULE_LOGS = ("dual_gap", "objective_L")
 # Fields added after results were committed, with the value that means "as before".
 LATER_FIELDS = {"ema": 0.0, "curve_points": CURVE_POINTS}
 
@@ -83,7 +91,7 @@ class TrainConfig:
     POSITIVE = ("iterations", "batch_size", "n_critic", "log_every", "z_dim", "curve_points")
 
     def __post_init__(self):
-        check_choice("method", self.method, METHOD_NAMES)
+        method = get_method(self.method)       # one line on an unknown or broken method
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_choice("precision", self.precision, PRECISIONS)
         check_device_name(self.device)
@@ -100,7 +108,26 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-        resolve_options(self.method, self.options)
+        if not isinstance(self.options, dict):
+            raise ValueError(f"options must be a dict of the method's options, got "
+                             f"{self.options!r}")
+        object.__setattr__(self, "options", method.given_options(self.options))
+        profile = self.profile_settings()
+        for name in SHARED_SETTINGS:
+            if name not in method.uses:     # it cannot change what the method trains
+                default = next(f.default for f in dataclasses.fields(self) if f.name == name)
+                object.__setattr__(self, name, profile.get(name, default))
+
+    @functools.cached_property
+    def method_options(self) -> dict:
+        """Every option of the method: the value ``options`` gives, else its default
+        (checked when the config was made)."""
+        return get_method(self.method).resolve_options(self.options)
+
+    def profile_settings(self) -> dict:
+        """The settings the run's profile fixes (subclasses); an unknown profile is an
+        error."""
+        raise NotImplementedError
 
     def identity(self) -> str:
         """The cell of the run, without the profile and the seed (subclasses)."""
@@ -167,12 +194,16 @@ class MixtureConfig(TrainConfig):
         super().__post_init__()
         check_choice("mixture", self.mixture, MIXTURES)
         check_choice("preset", self.preset, PRESETS)
-        check_choice("profile", self.profile, PROFILES)
         if self.arch != "mixture":
             raise ValueError(f"a mixture run uses the mixture networks, not {self.arch!r}")
-        if self.stop_rule and not {"dual_gap", "objective_L"} <= set(get_method(self.method).LOGS):
-            raise ValueError(f"method {self.method!r} has no option 'stop_rule': Algorithm 1's "
-                             "stopping rule needs the duality gap and L, which only iwgan logs")
+        if self.stop_rule and not set(STOP_RULE_LOGS) <= set(get_method(self.method).logs):
+            raise ValueError(f"method {self.method!r} cannot use stop_rule: Algorithm 1's "
+                             f"stopping rule reads the logged {' and '.join(STOP_RULE_LOGS)}, "
+                             "which this method does not log (iwgan does)")
+
+    def profile_settings(self) -> dict:
+        check_choice("profile", self.profile, PROFILES)
+        return PROFILES[self.profile]
 
     def identity(self) -> str:
         return f"{self.preset}-{self.mixture}"
@@ -208,14 +239,20 @@ class ImageConfig(TrainConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        check_choice("dataset", self.dataset, DATASETS)
         check_choice("arch", self.arch, ("mnist", "celeba"))
         check_choice("metric", self.metric, IMAGE_METRICS)
-        if self.dataset in IMAGE_PROFILES:
-            check_choice(f"profile for {self.dataset}", self.profile,
-                         IMAGE_PROFILES[self.dataset])
         if self.max_train is not None and self.max_train <= 0:
             raise ValueError(f"max_train must be a positive integer, got {self.max_train}")
+        if not get_method(self.method).images:
+            raise ValueError(f"method {self.method!r} does not train on images (it does not "
+                             "declare IMAGES = True): run it on the mixtures (mode-coverage, "
+                             "convergence), or declare IMAGES = True in its module once it "
+                             "trains on the image networks")
+
+    def profile_settings(self) -> dict:
+        check_choice("dataset", self.dataset, DATASETS)
+        check_choice(f"profile for {self.dataset}", self.profile, IMAGE_PROFILES[self.dataset])
+        return {**DATASET_SETTINGS[self.dataset], **IMAGE_PROFILES[self.dataset][self.profile]}
 
     def identity(self) -> str:
         return self.dataset
