@@ -76,20 +76,28 @@ def write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def save_npy(path: Path, array: np.ndarray) -> None:
+def append_jsonl(path: Path, record: dict) -> None:
+    """``record`` as one more line of the JSON-lines file at ``path`` (a log: appended,
+    not replaced)."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def save_with(path: Path, write) -> None:
+    """What ``write(buffer)`` writes, as the file at ``path``, atomically."""
     buf = io.BytesIO()
-    np.save(buf, array)
+    write(buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    save_with(path, lambda f: np.save(f, array))
 
 
 def save_npz(path: Path, arrays: dict) -> None:
     """Arrays as one compressed .npz, atomically."""
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    save_with(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 def save_torch(path: Path, obj) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    save_with(path, lambda f: torch.save(obj, f))

@@ -10,7 +10,6 @@ an interrupted run never leaves a half-written record.
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from iwgan.files import atomic_write_text, locked, write_json
+from iwgan.files import atomic_write_text, locked
 
 SCHEMA_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parents[2]   # the checkout the suite runs from
@@ -121,21 +120,6 @@ def manifest_columns(record: dict) -> dict:
             "started": record["started"]}
 
 
-class RunDir:
-    def __init__(self, root: Path, cfg):
-        self.path = Path(root) / cfg.run_id
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.path / "log.jsonl"
-        self.log_path.unlink(missing_ok=True)
-
-    def log(self, record: dict) -> None:
-        with open(self.log_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-
-    def write(self, name: str, obj) -> None:
-        write_json(self.path / name, obj)
-
-
 # results/<experiment>.csv: one row per run; these columns identify the run.
 KEY_COLUMNS = ["run_id", "method", "mixture", "preset", "seed", "profile"]
 
@@ -223,17 +207,3 @@ def read_image_results(path: Path, required=()) -> pd.DataFrame:
     """Read results/images.csv, refusing files of another schema or with missing columns."""
     return read_results(path, required, keys=IMAGE_KEY_COLUMNS, run_first="run an image "
                         "experiment first (e.g. `nox -s replicate_digits`)")
-
-
-def upsert_image_results(path: Path, rows: list[dict]) -> pd.DataFrame:
-    """Add ``rows``, replacing earlier rows of the same run_id; atomic."""
-    return upsert_results(path, rows, keys=IMAGE_KEY_COLUMNS,
-                          order=("dataset", "profile", "method", "seed"))
-
-
-def finished_image_runs(path: Path) -> set[tuple[str, str]]:
-    if not Path(path).exists():
-        return set()
-    df = read_image_results(path)
-    done = df[df["status"] == "finished"]
-    return set(zip(done["run_id"], done["config_hash"]))

@@ -389,10 +389,15 @@ class LogTo(Hook):
 
 
 class Progress(Hook):
-    """``callback(1)`` after every iteration (a tqdm bar's ``update``, a worker's tick)."""
+    """``callback(1)`` after every iteration (a tqdm bar's ``update``, a worker's tick),
+    and ``callback(n)`` at the start of a run resumed after iteration n."""
 
     def __init__(self, callback):
         self.callback = callback
+
+    def on_start(self, trainer: Trainer) -> None:
+        if trainer.iteration:
+            self.callback(trainer.iteration)
 
     def on_iteration(self, trainer: Trainer) -> None:
         self.callback(1)

@@ -14,8 +14,9 @@ from iwgan.core.methods import Models, get_method
 from iwgan.data.datasets import ImageData, to_uint8
 from iwgan.engine.seeds import derived_generator
 from iwgan.engine.trainer import autocast
+from iwgan.experiments.skeleton import Curve
 from iwgan.metrics.fid import distance_to_reference
-from iwgan.metrics.plateau import assessable, settled
+from iwgan.metrics.plateau import curve_every
 
 
 @torch.no_grad()
@@ -54,47 +55,47 @@ CURVE_RECONSTRUCTIONS = 200  # validation images reconstructed per curve point
 FD_REL, RECON_REL = 0.10, 0.10
 
 
-class ImageCurve:
-    """An image run's evaluation curve (the ``Evaluate`` hook's fn): the run's Fréchet
-    distance on ``CURVE_SAMPLES`` generated images against the reference, and the mean
-    reconstruction error on the first ``CURVE_RECONSTRUCTIONS`` validation images, from
-    generators of the run's own. Only for the cheap feature networks (FD-<data>CNN) or
-    on a GPU: Inception features cost ~0.17 s per image on a CPU."""
+class ImageCurve(Curve):
+    """An image run's evaluation curve: the run's Fréchet distance on ``CURVE_SAMPLES``
+    generated images against the reference, and the mean reconstruction error on the
+    first ``CURVE_RECONSTRUCTIONS`` validation images, from generators of the run's own,
+    ``cfg.curve_points`` times. Only for the cheap feature networks (FD-<data>CNN) or on
+    a GPU: Inception features cost ~0.17 s per image on a CPU. Its plateau rule: each may
+    move by 10 % of its level (FD also by the real-vs-real floor) over the last quarter."""
 
-    def __init__(self, cfg, validation: ImageData, extractor, reference, plan: dict):
-        self.cfg, self.extractor, self.reference, self.plan = cfg, extractor, reference, plan
+    def __init__(self, cfg, validation: ImageData, extractor, reference, plan: dict,
+                 real_floor: float | None = None):
+        super().__init__(cfg, curve_every(cfg.iterations, cfg.curve_points))
+        self.extractor, self.reference, self.plan = extractor, reference, plan
+        self.real_floor = real_floor
+        self.encoder = get_method(cfg.method).has_encoder
         self.n = min(cfg.fid_samples, CURVE_SAMPLES)
         self.z = torch.randn(self.n, cfg.z_dim, generator=derived_generator(cfg.seed, "curve"))
         self.x = validation.images[:CURVE_RECONSTRUCTIONS]
-        self.records: list[dict] = []
 
     @staticmethod
     def wanted(cfg) -> bool:
         return cfg.metric == "fd-cnn" or torch.device(cfg.device).type == "cuda"
 
-    def __call__(self, k: int, it: int, models) -> None:
+    def measure(self, it: int, models) -> dict:
         with warnings.catch_warnings():   # 1,000 samples for 128 features: biased, known
             warnings.simplefilter("ignore")
             fd = distance_to_reference(self.extractor,
                                        [generate_images(self.cfg, models, self.z, self.plan)],
                                        self.n, self.reference)["fd"]
         recon = float("nan")
-        if get_method(self.cfg.method).HAS_ENCODER:
+        if self.encoder:
             codes = encode_images(self.cfg, models, self.x, self.plan)
             rebuilt = generate_images(self.cfg, models, codes, self.plan)
             recon = float(reconstruction_error(self.x.float() / 255, rebuilt).mean())
-        self.records.append({"iteration": it, "fd": fd, "recon_error": recon})
+        return {"fd": fd, "recon_error": recon}
 
-    def verdict(self, iterations: int, real_floor: float | None) -> dict:
-        """The plateau rule (iwgan.metrics.plateau.settled) on FD and the reconstruction
-        error: each may move by 10 % of its level (FD also by the real-vs-real floor)
-        over the last quarter."""
-        if not assessable(self.records, iterations):
-            return {"converged": np.nan}
-        limits = {"fd": ("fd", FD_REL, real_floor if real_floor is not None else 0.0)}
-        if get_method(self.cfg.method).HAS_ENCODER:
+    def limits(self) -> dict:
+        limits = {"fd": ("fd", FD_REL, self.real_floor if self.real_floor is not None
+                         else 0.0)}
+        if self.encoder:
             limits["recon"] = ("recon_error", RECON_REL, 0.0)
-        return settled(self.records, iterations, limits)
+        return limits
 
 
 INTERPOLATION_PAIRS = 8
@@ -126,7 +127,7 @@ def evaluate_images(cfg, models: Models, validation: ImageData, extractor, refer
     pairs = torch.randperm(n_val, generator=figure_gen)[:2 * INTERPOLATION_PAIRS]
     pairs = pairs.view(-1, 2) if len(pairs) >= 2 else pairs.repeat(2).view(-1, 2)
     weights = torch.linspace(0, 1, INTERPOLATION_STEPS)
-    if method.HAS_ENCODER:
+    if method.has_encoder:
         real = validation.images[:n_val]
         codes = encode_images(cfg, models, real, plan)
         recon = generate_images(cfg, models, codes, plan)

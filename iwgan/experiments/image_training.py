@@ -12,7 +12,7 @@ iterations.
 
 from __future__ import annotations
 
-import io
+import functools
 import json
 from pathlib import Path
 
@@ -24,16 +24,14 @@ from iwgan.data.datasets import BatchSampler, ImageBatches, ImageData, image_gri
 from iwgan.engine.devices import check_device
 from iwgan.engine.distributed import ONE, World
 from iwgan.engine.seeds import derived_generator, derived_seed
-from iwgan.engine.trainer import Checkpoint, Evaluate, Hook, Progress, Trainer, execution_plan
+from iwgan.engine.trainer import Checkpoint, Hook, LogTo, Progress, Trainer, execution_plan
 from iwgan.experiments.image_evaluation import generate_images
-from iwgan.files import atomic_write_bytes
-from iwgan.metrics.plateau import curve_every
+from iwgan.files import append_jsonl, atomic_write_bytes, save_with
 
 
 def save_png(path: Path, grid: np.ndarray) -> None:
-    buf = io.BytesIO()
-    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+    image = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+    save_with(path, lambda f: image.save(f, format="PNG"))
 
 
 
@@ -55,29 +53,17 @@ class SampleGrids(Hook):
 
 
 
-class JsonLog(Hook):
-    """Each logged record as one line of ``path`` (log.jsonl)."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    def on_log(self, trainer: Trainer, k: int, record: dict) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-
-
 def train_images(cfg, train: ImageData, run_dir: Path, resume: bool = False,
-                 progress=None, stop_after: int | None = None, on_start=None,
-                 world: World = ONE, device: str | None = None, curve=None):
+                 progress=None, stop_after: int | None = None, world: World = ONE,
+                 device: str | None = None, hooks=()):
     """Train ``cfg.method`` on ``train``; returns the trainer's MemberResult.
 
     ``resume`` continues from ``run_dir/checkpoint.pt`` if there is one. ``stop_after``
     stops after that iteration without the run's end, as a kill would: for tests.
-    ``progress(n)`` is told of every finished iteration, ``on_start(iteration)`` of the
-    iteration training starts after (0, or the checkpoint's). Under torchrun (``world``,
-    ``device``: iwgan.engine.distributed.setup) every rank trains its shard and rank 0
-    alone writes the log, the sample grids and the checkpoints. ``curve``, if given,
-    is evaluated every 1/16 of the run (:class:`ImageCurve`).
+    ``progress(n)`` is told of every finished iteration (and, resumed, of those before).
+    Under torchrun (``world``, ``device``: iwgan.engine.distributed.setup) every rank
+    trains its shard and rank 0 alone writes the log, the sample grids and the
+    checkpoints. ``hooks`` are added to these (an evaluation curve, say).
     """
     if tuple(train.shape) != cfg.input_shape:
         raise ValueError(f"{cfg.arch} networks take images of shape {cfg.input_shape}, the "
@@ -85,24 +71,20 @@ def train_images(cfg, train: ImageData, run_dir: Path, resume: bool = False,
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.jsonl"
-    plan = execution_plan(cfg)
     data = ImageBatches(train.images, [BatchSampler(len(train), cfg.batch_size,
                                                     derived_seed(cfg.seed, "data"))],
                         check_device(device or cfg.device))
-    hooks = [JsonLog(log_path), SampleGrids(cfg, run_dir, plan),
-             Checkpoint(ckpt_path, cfg.checkpoint_every)] if world.main else []
-    hooks += [Progress(progress)] if progress else []
-    if curve is not None and world.main:
-        hooks.append(Evaluate(curve, curve_every(cfg.iterations, cfg.curve_points)))
-    trainer = Trainer([cfg], data, hooks, resume=ckpt_path if resume else None,
+    own = [LogTo([functools.partial(append_jsonl, log_path)]),
+           SampleGrids(cfg, run_dir, execution_plan(cfg)),
+           Checkpoint(ckpt_path, cfg.checkpoint_every)] if world.main else []
+    own += [Progress(progress)] if progress else []
+    trainer = Trainer([cfg], data, [*own, *hooks], resume=ckpt_path if resume else None,
                       world=world, device=device)
     if world.main:
         if trainer.resumed_from:
             keep_log_until(log_path, trainer.resumed_from)
         else:
             log_path.unlink(missing_ok=True)
-    if on_start:
-        on_start(trainer.resumed_from)
     return trainer.fit(until=stop_after)[0]
 
 

@@ -1,18 +1,19 @@
-"""Image experiments (Section 5.2, Appendices F and G): one run end to end, and the command
-``python -m iwgan images``. Training is :mod:`iwgan.experiments.image_training`, evaluation
-:mod:`iwgan.experiments.image_evaluation`, the data and metric set-up
-:mod:`iwgan.experiments.image_setup`.
+"""Image experiments (Section 5.2, Appendices F and G) on the experiment skeleton
+(iwgan.experiments.skeleton), and the command ``python -m iwgan images``. Training is
+:mod:`iwgan.experiments.image_training`, evaluation :mod:`iwgan.experiments.image_evaluation`,
+the data and metric set-up :mod:`iwgan.experiments.image_setup`.
 
 A run's record is ``runs/<run_id>/`` (config.json, manifest.json, log.jsonl,
 checkpoint.pt, samples/); its results are one row of ``results/images.csv`` and the
 arrays the figures are drawn from, ``results/images/<run_id>.npz`` (uint8 images and
-float32 codes and errors: small enough to commit).
+float32 codes and errors: small enough to commit). ``--resume`` skips finished runs and
+continues interrupted ones from their last checkpoint, to the very weights an
+uninterrupted run reaches.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,97 +23,161 @@ import torch
 from tqdm import tqdm
 
 from iwgan.core.methods import METHOD_NAMES
-from iwgan.data.datasets import DATASETS, ImageData, load_dataset
+from iwgan.data.datasets import DATASETS, load_dataset
 from iwgan.engine.config import PRECISIONS, ImageConfig, make_image_config
 from iwgan.engine.distributed import ONE, World, barrier
 from iwgan.engine.distributed import setup as setup_world
-from iwgan.engine.records import (
-    finished_image_runs,
-    manifest,
-    manifest_columns,
-    now,
-    upsert_image_results,
-)
+from iwgan.engine.executors import add_executor_arguments, executor_options, open_executor
+from iwgan.engine.grid import unfinished
+from iwgan.engine.records import IMAGE_KEY_COLUMNS, now, read_image_results
 from iwgan.engine.trainer import execution_plan, read_checkpoint
 from iwgan.experiments.common import (
     add_device_argument,
+    add_methods_argument,
     add_set_argument,
     device_of,
+    note_unused_settings,
     positive_int,
     seeds_of,
     wall_time_key,
 )
 from iwgan.experiments.image_evaluation import ImageCurve, evaluate_images
-from iwgan.experiments.image_setup import image_setup
+from iwgan.experiments.image_setup import ImageSetup, image_setup
 from iwgan.experiments.image_training import train_images
-from iwgan.files import save_npz, update_json, write_json
+from iwgan.experiments.skeleton import Experiment, finish, run_experiment
+from iwgan.files import save_npz
 
-# --- one run, end to end ----------------------------------------------------------------
-
-def run_image_experiment(cfg, train: ImageData, validation: ImageData, extractor, reference,
-                         out: Path, resume: bool = False, progress=None,
-                         real_floor: float | None = None, on_start=None,
-                         world: World = ONE, device: str | None = None) -> dict:
-    """Train (or resume), evaluate and record one run; returns its results row. A
-    diverged run is recorded with its iteration and NaN metrics. Under torchrun this is
-    rank 0's part (the others run :func:`train_images` alone): it trains its shard,
-    then evaluates and writes everything."""
-    run_dir = Path(out) / "runs" / cfg.run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    record = manifest(cfg)
-    plan = execution_plan(cfg)
-    for note in plan["notes"]:
-        print(f"note: {note}")
-    record["execution"] = plan
-    record["data"] = {"train": {**train.describe(), "source": train.source},
-                      "validation": {**validation.describe(), "source": validation.source}}
-    write_json(run_dir / "config.json", cfg.to_dict())
-    write_json(run_dir / "manifest.json", record)
-    row = {"run_id": cfg.run_id, "method": cfg.method, "dataset": cfg.dataset,
-           "seed": cfg.seed, "profile": cfg.profile, "arch": cfg.arch, "width": cfg.width,
-           "z_dim": cfg.z_dim, "iterations": cfg.iterations, "batch_size": cfg.batch_size,
-           "lr": cfg.lr, "n_critic": cfg.n_critic, "ema": cfg.ema, "metric": cfg.metric,
-           "train_images": len(train), "preprocessing": train.preprocessing,
-           "precision_used": plan["precision_used"],
-           "channels_last_used": plan["channels_last_used"],
-           "processes": world.size, "global_batch": cfg.batch_size,
-           "batch_per_process": cfg.batch_size // world.size,
-           "config_hash": cfg.hash(), **manifest_columns(record)}
-    curve = (ImageCurve(cfg, validation, extractor, reference, plan)
-             if ImageCurve.wanted(cfg) else None)
-    result = train_images(cfg, train, run_dir, resume=resume, progress=progress,
-                          on_start=on_start, world=world, device=device, curve=curve)
-    if result.status == "diverged":
-        row.update(status="diverged", diverged_at=result.diverged_at,
-                   iterations_run=result.diverged_at, fd=np.nan, fd_name=extractor.name,
-                   finished=now())
-        write_json(run_dir / "metrics.json", {**_jsonable(row), "error": "non-finite loss "
-                                              f"at iteration {result.diverged_at}"})
-        return row
-    eval_start = time.perf_counter()
-    metrics, arrays = evaluate_images(cfg, result.models, validation, extractor, reference,
-                                      plan)
-    if curve is not None:
-        metrics.update(curve.verdict(result.iterations, real_floor))
-        arrays.update({f"curve_{k}": np.array([r[k] for r in curve.records])
-                       for k in ("iteration", "fd", "recon_error")})
-    else:
-        metrics["converged"] = np.nan
-    row.update(status="finished", diverged_at=np.nan, iterations_run=result.iterations,
-               resumed_from=result.resumed_from, train_seconds=round(result.wall_time, 2),
-               seconds_per_iteration=round(result.wall_time / max(result.iterations, 1), 4),
-               eval_seconds=round(time.perf_counter() - eval_start, 2), **metrics,
-               fd_real_validation=real_floor, fd_note=extractor.note)
-    save_npz(Path(out) / "results" / "images" / f"{cfg.run_id}.npz", arrays)
-    row["finished"] = now()
-    write_json(run_dir / "metrics.json", _jsonable(row))
-    write_json(run_dir / "manifest.json", {**record, "finished": row["finished"]})
-    return row
+# What the runs of one dataset share, per process: a worker sets it up once (from the
+# caches the coordinating process filled: iwgan.experiments.image_setup).
+_SETUPS: dict[tuple, ImageSetup] = {}
 
 
-def _jsonable(row: dict) -> dict:
-    return {k: (None if isinstance(v, float) and math.isnan(v) else
-                v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+class Images(Experiment):
+    """Every method x seed on one image dataset, resumable from checkpoints; the metric
+    (FID, or FD-<data>CNN offline) and the figure arrays of each run."""
+
+    name = "images"
+    keys = IMAGE_KEY_COLUMNS
+    order = ("dataset", "profile", "method", "seed")
+
+    def __init__(self, out: Path = Path("."), data_dir: Path | None = None,
+                 download: bool = False, cache_dir: Path | None = None,
+                 inception_weights: Path | None = None, world: World = ONE,
+                 device: str | None = None):
+        super().__init__(out)
+        self.data_dir, self.download, self.cache_dir = data_dir, download, cache_dir
+        self.inception_weights, self.world, self.device = inception_weights, world, device
+
+    def read(self, path: Path):
+        return read_image_results(path)
+
+    def setup(self, cfg) -> ImageSetup:
+        """The data, feature network, reference statistics and real-vs-real floor of
+        ``cfg``'s dataset and metric, made once per process."""
+        key = (cfg.dataset, cfg.crop, cfg.image_size, cfg.max_train, cfg.validation_samples,
+               cfg.metric, cfg.fid_samples, cfg.classifier_steps, cfg.device, self.data_dir,
+               self.download, self.cache_dir, self.inception_weights)
+        if key not in _SETUPS:
+            _SETUPS[key] = image_setup(cfg, self.data_dir, self.download, self.cache_dir,
+                                       self.inception_weights)
+        return _SETUPS[key]
+
+    def prepare(self, configs, resume) -> None:
+        """A resume from a checkpoint written under another config is refused, and the
+        data, feature network and reference statistics are made (or found cached), before
+        any run writes anything."""
+        if resume:
+            for cfg in configs:
+                checkpoint = self.run_path(cfg.run_id) / "checkpoint.pt"
+                if checkpoint.exists():
+                    read_checkpoint(checkpoint, [cfg], self.world.size)
+        if not configs:
+            return
+        for note in execution_plan(configs[0])["notes"]:
+            print(f"note: {note}")
+        setup = self.setup(configs[0])
+        reference, extractor = setup.reference, setup.extractor
+        print(f"{extractor.name}: reference {reference[2]['n']} {setup.train.name} train "
+              f"images ({'cached' if reference[2]['cached'] else 'computed'}); validation vs "
+              f"train (real vs real) = {setup.real_floor:.3f}"
+              + (f"; {extractor.note}" if extractor.note else ""))
+
+    def manifest_extra(self, cfg) -> dict:
+        train, validation = self.setup(cfg).train, self.setup(cfg).validation
+        return {"execution": execution_plan(cfg),
+                "data": {"train": {**train.describe(), "source": train.source},
+                         "validation": {**validation.describe(), "source": validation.source}}}
+
+    def columns(self, cfg) -> dict:
+        plan, train = execution_plan(cfg), self.setup(cfg).train
+        return {"run_id": cfg.run_id, "method": cfg.method, "dataset": cfg.dataset,
+                "seed": cfg.seed, "profile": cfg.profile, "arch": cfg.arch, "width": cfg.width,
+                "z_dim": cfg.z_dim, "iterations": cfg.iterations, "batch_size": cfg.batch_size,
+                "lr": cfg.lr, "n_critic": cfg.n_critic, "ema": cfg.ema, "metric": cfg.metric,
+                "train_images": len(train), "preprocessing": train.preprocessing,
+                "precision_used": plan["precision_used"],
+                "channels_last_used": plan["channels_last_used"],
+                "processes": self.world.size, "global_batch": cfg.batch_size,
+                "batch_per_process": cfg.batch_size // self.world.size,
+                "config_hash": cfg.hash()}
+
+    def curve(self, cfg, run):
+        if not ImageCurve.wanted(cfg):
+            return None
+        setup = self.setup(cfg)
+        return ImageCurve(cfg, setup.validation, setup.extractor, setup.reference,
+                          execution_plan(cfg), setup.real_floor)
+
+    def train(self, unit, runs, hooks, resume=False, stop_after=None):
+        [cfg], [run] = unit, runs
+        return [train_images(cfg, self.setup(cfg).train, run.path, resume=resume,
+                             stop_after=stop_after, world=self.world, device=self.device,
+                             hooks=hooks)]
+
+    def measure(self, cfg, result, curve, run) -> dict:
+        setup, start = self.setup(cfg), time.perf_counter()
+        metrics, arrays = evaluate_images(cfg, result.models, setup.validation,
+                                          setup.extractor, setup.reference, execution_plan(cfg))
+        if curve is not None:
+            metrics.update(curve.verdict(result.iterations))
+            arrays.update({f"curve_{k}": np.array([r[k] for r in curve.records])
+                           for k in ("iteration", "fd", "recon_error")})
+        else:
+            metrics["converged"] = np.nan
+        measured = {"resumed_from": result.resumed_from,
+                    "train_seconds": round(result.wall_time, 2),
+                    "seconds_per_iteration": round(result.wall_time
+                                                   / max(result.iterations, 1), 4),
+                    "eval_seconds": round(time.perf_counter() - start, 2), **metrics,
+                    "fd_real_validation": setup.real_floor, "fd_note": setup.extractor.note}
+        save_npz(self.out / "results" / "images" / f"{cfg.run_id}.npz", arrays)
+        return measured
+
+    def unmeasured(self, cfg, curve) -> dict:
+        return {"fd": np.nan, "fd_name": self.setup(cfg).extractor.name, "converged": False}
+
+    def recorded(self, rows) -> None:
+        for row in rows:
+            fd = row.get("fd")
+            tqdm.write(f"{row['run_id']}: {row['status']}, {row['fd_name']} = "
+                       + (f"{fd:.3f}" if isinstance(fd, float) and math.isfinite(fd)
+                          else "n/a"))
+        barrier()   # under torchrun, the other processes wait while this one writes
+
+    def wall_time(self, configs, rows, wall, jobs):
+        first = configs[0]
+        grid = {"methods": sorted({c.method for c in configs}),
+                "seeds": sorted({c.seed for c in configs})}
+        key = wall_time_key(f"{first.dataset}-{first.profile}", grid,
+                            {"methods": sorted(METHOD_NAMES), "seeds": grid["seeds"]}, configs)
+        return key, {"runs": len(rows), "wall_seconds": round(wall, 1), **grid,
+                     "overrides": first.overrides(), "device": first.device, "date": now()}
+
+    def report(self, results, reports):
+        # Imported here: matplotlib and seaborn, needed only to rebuild the reports.
+        from iwgan.reporting.images import build_reports
+
+        return build_reports(results, reports)
 
 
 # --- the command: python -m iwgan images ------------------------------------------------
@@ -128,8 +193,7 @@ def add_arguments(p) -> None:
                    help="digits (offline, sklearn), mnist or celeba")
     p.add_argument("--profile", default=None, help="paper, smoke (and cpu for digits); "
                    "default: paper on CUDA, else cpu for digits and smoke otherwise")
-    p.add_argument("--methods", nargs="+", default=list(METHOD_NAMES), choices=METHOD_NAMES,
-                   metavar="METHOD", help=f"methods to run (default: all of {METHOD_NAMES})")
+    add_methods_argument(p)
     p.add_argument("--seeds", type=positive_int, default=1, help="number of seeds (default 1)")
     p.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--data-dir", type=Path, default=None,
@@ -168,6 +232,9 @@ def add_arguments(p) -> None:
     p.add_argument("--resume", action="store_true",
                    help="skip finished runs; continue interrupted ones from their checkpoint")
     p.add_argument("--no-report", action="store_true", help="do not rebuild the reports")
+    p.add_argument("--jobs", type=positive_int, default=1,
+                   help="runs at once (default 1: an image run uses the whole machine)")
+    add_executor_arguments(p)
 
 
 def image_configs(args) -> list[ImageConfig]:
@@ -180,8 +247,10 @@ def image_configs(args) -> list[ImageConfig]:
                     device=device, precision=args.precision, threads=args.threads,
                     channels_last=args.channels_last or None, **extra)
     values = {**dict(args.overrides), **{k: v for k, v in explicit.items() if v is not None}}
-    return [make_image_config(args.dataset, profile, method=m, seed=s, **values)
-            for m in args.methods for s in seeds_of(args, args.profile)]
+    configs = [make_image_config(args.dataset, profile, method=m, seed=s, **values)
+               for m in args.methods for s in seeds_of(args, args.profile)]
+    note_unused_settings(configs, values)
+    return configs
 
 
 def command(args) -> int:
@@ -191,89 +260,41 @@ def command(args) -> int:
     configs = image_configs(args)
     first = configs[0]
     world, device = setup_world(first.device, first.batch_size)   # torchrun, if launched so
+    options = executor_options(args)
+    if world.distributed and (options.kind != "local" or options.jobs > 1):
+        raise ValueError("a torchrun launch trains one run at a time across its processes: "
+                         "drop --executor and --jobs")
     if first.threads:  # before the classifier and reference features, not only training
         torch.set_num_threads(first.threads)
-    results = args.out / "results"
-    csv = results / "images.csv"
-    done = finished_image_runs(csv) if csv.exists() else set()  # refuses a foreign schema
-    if args.resume:
-        configs = [c for c in configs if (c.run_id, c.hash()) not in done]
-        for cfg in configs:
-            ckpt = args.out / "runs" / cfg.run_id / "checkpoint.pt"
-            if ckpt.exists():
-                read_checkpoint(ckpt, [cfg], world.size)
-    if not configs:
-        print("0 runs: every run is finished with this config in results/images.csv")
-        return report(args, results) if world.main else 0
+    experiment = Images(args.out, args.data_dir, args.download, args.cache_dir,
+                        args.inception_weights, world, device)
     if not world.main:
-        return train_shards(args, configs, world, device)
-    setup = image_setup(first, args.data_dir, args.download, args.cache_dir,
-                        args.inception_weights)
-    train, validation, extractor = setup.train, setup.validation, setup.extractor
-    reference, real_floor = setup.reference, setup.real_floor
-    print(f"{extractor.name}: reference {reference[2]['n']} {train.name} train images "
-          f"({'cached' if reference[2]['cached'] else 'computed'}); validation vs train "
-          f"(real vs real) = {real_floor:.3f}" + (f"; {extractor.note}" if extractor.note
-                                                  else ""))
-    start = time.perf_counter()
-    rows = []
-    try:
-        for cfg in configs:
-            with tqdm(total=cfg.iterations, desc=cfg.run_id, unit="it", dynamic_ncols=True,
-                      mininterval=1.0) as bar:
-                def on_start(k, bar=bar):
-                    bar.n = bar.last_print_n = bar.initial = k
-                    bar.refresh()
-
-                row = run_image_experiment(cfg, train, validation, extractor, reference,
-                                           args.out, resume=args.resume, progress=bar.update,
-                                           real_floor=real_floor, on_start=on_start,
-                                           world=world, device=device)
-            upsert_image_results(csv, [row])
-            barrier()   # the other processes wait while this one evaluates and writes
-            rows.append(row)
-            fd = row.get("fd")
-            tqdm.write(f"{cfg.run_id}: {row['status']}, {row['fd_name']} = "
-                       + (f"{fd:.3f}" if isinstance(fd, float) and math.isfinite(fd) else "n/a"))
-    except KeyboardInterrupt:
-        print("interrupted: finished runs are recorded in results/images.csv; re-run with "
-              "--resume to continue from the last checkpoint", file=sys.stderr)
-        return 130
-    wall = time.perf_counter() - start
-    grid = {"methods": sorted({c.method for c in configs}),
-            "seeds": sorted({c.seed for c in configs})}
-    key = wall_time_key(f"{first.dataset}-{first.profile}", grid,
-                        {"methods": sorted(METHOD_NAMES), "seeds": grid["seeds"]}, configs)
-    entry = {"runs": len(rows), "wall_seconds": round(wall, 1), **grid,
-             "overrides": first.overrides(), "device": first.device, "date": now(),
-             "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
-    if rows:
-        update_json(results / "benchmarks" / "images_wall_time.json",
-                    lambda record: record.update({key: entry}))
-    diverged = [r["run_id"] for r in rows if r["status"] == "diverged"]
-    print(f"{len(rows)} runs in {wall:.0f} s; {len(diverged)} diverged"
-          + (f": {', '.join(diverged)}" if diverged else ""))
-    return report(args, results)
+        return train_shards(args, experiment, configs)
+    with open_executor(options) as executor:   # reachable, before writing
+        start = time.perf_counter()
+        try:
+            rows = run_experiment(experiment, configs, executor, resume=args.resume,
+                                  stack="off")
+        except KeyboardInterrupt:
+            print("interrupted: finished runs are recorded in results/images.csv; re-run "
+                  "with --resume to continue from the last checkpoint", file=sys.stderr)
+            return 130
+    return finish(args, experiment, configs, rows, time.perf_counter() - start)
 
 
-def train_shards(args, configs, world: World, device: str) -> int:
-    """A torchrun rank other than 0: train its shard of every run, write nothing."""
-    first = configs[0]
+def train_shards(args, experiment: Images, configs) -> int:
+    """A torchrun rank other than 0: train its shard of every run rank 0 trains (the same
+    ones: ``--resume`` skips the same finished runs), write nothing."""
+    if args.resume:
+        configs = unfinished(configs, experiment.results_csv, read=experiment.read)
+    first = configs[0] if configs else None
+    if first is None:
+        return 0
     train = load_dataset(first.dataset, "train", args.data_dir, download=args.download,
                          crop=first.crop, image_size=first.image_size,
                          max_images=first.max_train, cache_dir=args.cache_dir)
     for cfg in configs:
-        train_images(cfg, train, args.out / "runs" / cfg.run_id, resume=args.resume,
-                     world=world, device=device)
+        train_images(cfg, train, experiment.run_path(cfg.run_id), resume=args.resume,
+                     world=experiment.world, device=experiment.device)
         barrier()
-    return 0
-
-
-def report(args, results: Path) -> int:
-    if not args.no_report:
-        # Imported here: matplotlib and seaborn, needed only to rebuild the reports.
-        from iwgan.reporting.images import build_reports
-
-        for path in build_reports(results, args.out / "reports"):
-            print(f"report: {path}")
     return 0

@@ -8,13 +8,8 @@ import stat
 import pandas as pd
 import pytest
 
-from iwgan.engine.records import (
-    ResultsError,
-    atomic_write_text,
-    read_results,
-    update_json,
-    upsert_results,
-)
+from iwgan.engine.records import ResultsError, read_results, upsert_results
+from iwgan.files import atomic_write_text, update_json
 
 
 def _writer(path, who, n):
@@ -51,9 +46,9 @@ def test_concurrent_writers_into_one_file_keep_every_row(tmp_path, writer):
 def test_written_files_follow_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
-        from iwgan.engine import records
+        from iwgan import files
 
-        mask = records.FILE_MODE
+        mask = files.FILE_MODE
         atomic_write_text(tmp_path / "x.txt", "hello")
         mode = stat.S_IMODE((tmp_path / "x.txt").stat().st_mode)
     finally:

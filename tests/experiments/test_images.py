@@ -70,7 +70,7 @@ def test_one_step_of_every_method_on_every_image_arch(arch, method, options):
     models = trainer.members.member(0)
     before = snapshot(models)
     [logs] = trainer.run_iteration()
-    assert set(logs) == set(get_method(method).LOGS)
+    assert set(logs) == set(get_method(method).logs)
     assert all(math.isfinite(v) for v in logs.values())
     after = snapshot(models)
     for name in before:

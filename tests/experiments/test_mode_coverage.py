@@ -40,7 +40,14 @@ def test_resume_skips_finished_runs(tmp_path, capsys):
     assert "0 runs" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("bad", [["--methods", "vae"], ["--mixtures", "moons"],
+def test_an_unknown_method_is_one_line_exit_2_and_nothing_written(tmp_path, capsys):
+    assert main(["mode-coverage", "--out", str(tmp_path), "--methods", "iwgan", "vae"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown method 'vae'") and "\n" not in err
+    assert "pip install" in err and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("bad", [["--mixtures", "moons"],
                                  ["--presets", "veegan"], ["--profile", "huge"],
                                  ["--iterations", "0"], ["--batch-size", "-3"], ["--seeds", "0"]])
 def test_bad_input_exits_non_zero_and_writes_nothing(tmp_path, bad):
