@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from iwgan.core.methods import METHOD_NAMES, get_method
 from iwgan.data.mixtures import MIXTURES
 from iwgan.engine.records import read_results
 from iwgan.reporting.common import (
@@ -52,7 +51,6 @@ GAP_LABEL = {"dual_gap": "eq. (4) / WGAN gap (sup − inf)",
 CONVERGENCE_METRICS = {"modes": ("final_modes", 1), "HQ %": ("final_hq_pct", 1),
                        "W1": ("final_w1", 3), "dual gap": ("dual_gap_final", 3),
                        "latent MMD p": ("latent_mmd_p", 2), "AUROC": ("auroc", 3)}
-ENCODER_METHODS = [m for m in METHOD_NAMES if get_method(m).HAS_ENCODER]
 
 
 def build_report(results: Path, reports: Path) -> Path:

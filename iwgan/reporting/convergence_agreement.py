@@ -10,9 +10,14 @@ import pandas as pd
 
 from iwgan.core.methods import METHOD_NAMES
 from iwgan.engine.records import read_results
-from iwgan.experiments.mode_coverage import CURVE_W1_SAMPLES
-from iwgan.metrics.plateau import CURVE_POINTS
-from iwgan.reporting.common import markdown_table, moving_average, recipe_text, trained
+from iwgan.reporting.common import (
+    markdown_table,
+    moving_average,
+    ordered,
+    recipe_text,
+    settings_text,
+    trained,
+)
 from iwgan.reporting.mode_coverage import is_converged
 
 
@@ -90,7 +95,9 @@ def rule_agreement(df, results: Path) -> list[str]:
                      "only the mode-coverage curve": int((~a & b).sum()),
                      "neither": int((~a & ~b).sum()),
                      "agree": f"{int((a == b).sum())}/{len(idx)}"})
-    rows.sort(key=lambda r: METHOD_NAMES.index(r["method"]))
+    order = ordered(both.method, METHOD_NAMES)
+    rows.sort(key=lambda r: order.index(r["method"]))
+    table = mc[mc.run_id.isin(both.run_id)]
     agree = int((flag == flag_mc).sum())
     same = "; same final modes and HQ %, so the same trained models"
     opt = df.iloc[0]
@@ -98,8 +105,9 @@ def rule_agreement(df, results: Path) -> list[str]:
             f"{len(both)} runs here are also rows of `results/mode_coverage.csv` (same "
             f"run_id{same}). Each experiment applies the rule to its own evaluation curve: "
             f"this one every {int(opt.opt_eval_every)} iterations with W1 on "
-            f"{int(opt.opt_w1_samples)} points, the mode-coverage table's at {CURVE_POINTS} "
-            f"points with W1 on {CURVE_W1_SAMPLES}. The verdicts agree on "
+            f"{int(opt.opt_w1_samples)} points, the mode-coverage table's at "
+            f"{settings_text(table, 'curve_points')} points with W1 on "
+            f"{settings_text(table, 'curve_w1_samples')}. The verdicts agree on "
             f"{agree}/{len(both)} runs: where they differ, the fitted change over the last "
             "quarter is close to its limit and the evaluations' noise decides, so a single "
             "run's flag near the limit is not a firm verdict, and a cell's count can move "

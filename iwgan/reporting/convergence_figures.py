@@ -13,12 +13,18 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from iwgan.core.methods import METHOD_NAMES, get_method
+from iwgan.core.methods import METHOD_NAMES
 from iwgan.data.mixtures import MIXTURES, get_mixture
-from iwgan.metrics.mixture import N_STD
-from iwgan.reporting.common import cells, fmt_mean_se, markdown_table, ordered, rel, save_figure
-
-ENCODER_METHODS = [m for m in METHOD_NAMES if get_method(m).HAS_ENCODER]
+from iwgan.reporting.common import (
+    cells,
+    draw_mixture,
+    fmt_mean_se,
+    markdown_table,
+    methods_with,
+    ordered,
+    rel,
+    save_figure,
+)
 
 
 def first_seed_run(sub, method, mixture):
@@ -29,17 +35,6 @@ def first_seed_run(sub, method, mixture):
 def artifacts(results: Path, run_id: str):
     path = results / "convergence_artifacts" / f"{run_id}.npz"
     return np.load(path) if path.exists() else None
-
-
-def draw_mixture(ax, mixture):
-    for c in mixture.centres:
-        ax.add_patch(plt.Circle(c, N_STD * mixture.std, color="0.8", lw=0))
-    pad = 4 * mixture.std + 0.15 * np.ptp(mixture.centres, axis=0).max()
-    ax.set_xlim(mixture.centres[:, 0].min() - pad, mixture.centres[:, 0].max() + pad)
-    ax.set_ylim(mixture.centres[:, 1].min() - pad, mixture.centres[:, 1].max() + pad)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
 
 
 def figure2_section(sub, cur, results, figures, reports, tag) -> list[str]:
@@ -81,7 +76,7 @@ def figure2_section(sub, cur, results, figures, reports, tag) -> list[str]:
             for j, k in enumerate(picks):
                 ax = fig.add_subplot(grid[1 + i, 2 * j:2 * j + 2] if len(picks) <= half
                                      else grid[1 + i, j])
-                draw_mixture(ax, mixture)
+                draw_mixture(ax, mixture.centres, mixture.std)
                 if a is not None and k < len(a["snapshots"]):
                     s = a["snapshots"][k]
                     ax.scatter(s[:, 0], s[:, 1], s=1.5, color=palette(i), alpha=0.6, lw=0)
@@ -96,11 +91,12 @@ def figure2_section(sub, cur, results, figures, reports, tag) -> list[str]:
 
 
 def latent_section(sub, results, figures, reports, tag) -> list[str]:
-    methods = [m for m in ordered(sub["method"], METHOD_NAMES) if m in ENCODER_METHODS]
+    encoders = methods_with(sub, "latent_mmd")   # read from the rows: no latent, no Q
+    methods = [m for m in ordered(sub["method"], METHOD_NAMES) if m in encoders]
     out = ["### The latent space: Q(X) against N(0, I_5) (Figure 3)", ""]
     rows = []
     for mixture, method, c in cells(sub):
-        enc = method in ENCODER_METHODS
+        enc = method in encoders
         rows.append({
             "mixture": mixture, "method": method, "seeds": len(c),
             "MMD(Q(X), N(0, I))": fmt_mean_se(c.latent_mmd, 4),
@@ -144,11 +140,12 @@ def latent_section(sub, results, figures, reports, tag) -> list[str]:
 
 
 def quality_section(sub, results, figures, reports, tag) -> list[str]:
-    methods = [m for m in ordered(sub["method"], METHOD_NAMES) if m in ENCODER_METHODS]
+    encoders = methods_with(sub, "latent_mmd")
+    methods = [m for m in ordered(sub["method"], METHOD_NAMES) if m in encoders]
     alpha = sub.iloc[0].opt_alpha
     rows = []
     for mixture, method, c in cells(sub):
-        enc = method in ENCODER_METHODS
+        enc = method in encoders
         rows.append({
             "mixture": mixture, "method": method, "seeds": len(c),
             "mean score, real points": fmt_mean_se(c.quality_inlier, 3),
@@ -208,7 +205,8 @@ def interpolation_section(sub, results, figures, reports, tag) -> list[str]:
     for i, method in enumerate(methods):
         for j, mixture in enumerate(mixes):
             ax = axes[i, j]
-            draw_mixture(ax, get_mixture(mixture, sub.iloc[0].preset))
+            mix = get_mixture(mixture, sub.iloc[0].preset)
+            draw_mixture(ax, mix.centres, mix.std)
             run = first_seed_run(sub, method, mixture)
             a = artifacts(results, run.run_id) if run is not None else None
             if a is not None:

@@ -152,7 +152,7 @@ def profile_section(sub, results, reports, dataset, profile, label="") -> list[s
     if warnings:
         out += [f"Warning: {w}." for w in warnings] + [""]
     rows = []
-    for method in METHOD_NAMES:
+    for method in ordered(set(METHOD_NAMES) | set(sub.method), METHOD_NAMES):
         runs = sub[sub.method == method]
         done = runs[runs.status == "finished"]
         row = {"method": method, "paper FID": paper_cell(dataset, method)}
@@ -206,7 +206,7 @@ def _finite(value) -> bool:
 def load_arrays(results: Path, sub) -> dict:
     """The first finished seed's arrays of each method, in method order."""
     arrays = {}
-    for method in METHOD_NAMES:
+    for method in ordered(sub.method, METHOD_NAMES):
         runs = sub[(sub.method == method) & (sub.status == "finished")].sort_values("seed")
         for run_id in runs["run_id"]:
             path = Path(results) / "images" / f"{run_id}.npz"

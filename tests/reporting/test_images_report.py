@@ -18,7 +18,7 @@ def row(method, **overrides):
 def test_each_budget_is_its_own_section_the_profiles_first_labelled_by_what_differs():
     runs = pd.DataFrame([row("ali", iterations=3000), row("iwgan"), row("ali"),
                          row("wgan_gp", iterations=3000), row("ali", lr=5e-4),
-                         row("ali", lambda_mmd=3.0)])
+                         row("ali", lambda_gp=3.0)])
     sections = budgets(runs)
     labels = [label for label, _ in sections]
     assert labels[0] == "" and sorted(sections[0][1].method) == ["ali", "iwgan"]
