@@ -244,14 +244,14 @@ class Method:
     defaults of its optional names. The module's other names read through (``.LOGS``,
     ``.critic_loss``, ...)."""
 
-    def __init__(self, name: str, module: ModuleType):
+    def __init__(self, name: str, module: ModuleType, origin: str = "module path"):
         problems = interface_problems(module)
         if problems:
             raise ValueError(f"method {name!r} (module {module.__name__}) does not follow the "
                              f"method interface: {'; '.join(problems)} ({ADD_A_METHOD})")
         for option, spec in module.OPTIONS.items():
             spec.check(name, option, spec.default)   # a default of another type than itself
-        self.name, self.module = name, module
+        self.name, self.module, self.origin = name, module, origin
 
     def __getattr__(self, attr):
         if attr.startswith("__") or attr == "module":   # copy and pickle look these up
@@ -339,7 +339,7 @@ def get_method(name: str) -> Method:
     if not isinstance(name, str) or not name:
         raise ValueError(f"a method name is a non-empty string, got {name!r}")
     if name in BUILTIN:
-        return Method(name, importlib.import_module(BUILTIN[name]))
+        return Method(name, importlib.import_module(BUILTIN[name]), "built-in")
     installed = installed_methods()
     if name in installed:
         ep = installed[name]
@@ -348,7 +348,7 @@ def get_method(name: str) -> Method:
         except Exception as err:  # the package is broken, not the name: say which
             raise ValueError(f"method {name!r} (entry point {ep.value}) failed to import: "
                              f"{type(err).__name__}: {err}") from err
-        return Method(name, module)
+        return Method(name, module, f"entry point {ENTRY_POINTS}: {ep.value}")
     module = None
     if _MODULE_PATH.match(name):
         try:
