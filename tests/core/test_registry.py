@@ -5,6 +5,7 @@ import textwrap
 
 import pytest
 
+from iwgan.cli import main
 from iwgan.core.methods import METHOD_NAMES, get_method
 from iwgan.engine.config import make_config, make_image_config
 
@@ -166,3 +167,24 @@ def test_the_stopping_rule_needs_the_logs_it_reads():
     with pytest.raises(ValueError, match="'wgan_gp' cannot use stop_rule: .* dual_gap and "
                                          "objective_L"):
         make_config("tiny", method="wgan_gp", stop_rule=True)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["mode-coverage", "--methods", "alpha_gan", "--set", 'options={"lambda_rec": "big"}'],
+     "error: method 'alpha_gan' option 'lambda_rec' takes a float, got 'big' (str)"),
+    (["mode-coverage", "--methods", "wgan_gp", "--set", 'options={"encoder": "stochastic"}'],
+     "error: method 'wgan_gp' has no option 'encoder'"),
+    (["images", "--dataset", "digits", "--methods", "tiny_method_g"],
+     "error: method 'tiny_method_g' does not train on images"),
+    (["convergence", "--methods", "tiny_method_g"],
+     "error: method 'tiny_method_g' has no duality gap"),
+])
+def test_bad_method_input_on_the_command_line_is_one_line_exit_2_and_nothing_written(
+        plugin, tmp_path, capsys, args, message):
+    plugin("tiny_method_g", MINIMAL)
+    out = tmp_path / "out"
+    assert main([*args, "--profile", "smoke" if args[0] == "images" else "tiny",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(message) and "\n" not in err
+    assert not out.exists()
