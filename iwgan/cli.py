@@ -23,6 +23,17 @@ def cmd_reports(args) -> int:
     return 0
 
 
+def cmd_power(args) -> int:
+    from iwgan.reporting.verdicts import write_power  # the reporting stack: only here
+
+    results = args.out / "results"
+    if not any((results / name).exists() for name in ("mode_coverage.csv", "convergence.csv")):
+        raise ValueError(f"{results}: no mode-coverage or convergence results to compute "
+                         "the power from; run `nox -s mode_coverage` or `nox -s convergence`")
+    print(f"power: {write_power(results)}")
+    return 0
+
+
 def check_out(out: Path) -> None:
     """``--out`` must be a folder this process can write: refused before anything runs."""
     out = Path(out)
@@ -82,6 +93,13 @@ def main(argv=None) -> int:
     p = sub.add_parser("reports", help="rebuild reports/ from results/ alone")
     p.add_argument("--out", type=Path, default=Path("."), help="root of results/ and reports/")
     p.set_defaults(func=cmd_reports)
+    p = sub.add_parser("power", help="seeds per cell each comparison verdict needs",
+                       description="From the committed spreads of results/, the runs per "
+                       "group Welch's test needs for 80 %% power at the observed effects, "
+                       "iWGAN against WGAN-GP on the paper preset; writes "
+                       "results/verdicts/power.json (docs/verdicts.md prints it).")
+    p.add_argument("--out", type=Path, default=Path("."), help="root of results/")
+    p.set_defaults(func=cmd_power)
     args = parser.parse_args(argv)
     try:
         if getattr(args, "out", None) is not None:
