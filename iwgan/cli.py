@@ -24,13 +24,16 @@ def cmd_reports(args) -> int:
 
 
 def cmd_power(args) -> int:
-    from iwgan.reporting.verdicts import write_power  # the reporting stack: only here
+    from iwgan.reporting.verdicts import refresh_docs, write_power  # the reporting stack
 
     results = args.out / "results"
     if not any((results / name).exists() for name in ("mode_coverage.csv", "convergence.csv")):
         raise ValueError(f"{results}: no mode-coverage or convergence results to compute "
                          "the power from; run `nox -s mode_coverage` or `nox -s convergence`")
     print(f"power: {write_power(results)}")
+    docs = refresh_docs(args.out)
+    if docs is not None:
+        print(f"docs: {docs} (its generated tables)")
     return 0
 
 
@@ -97,8 +100,9 @@ def main(argv=None) -> int:
                        description="From the committed spreads of results/, the runs per "
                        "group Welch's test needs for 80 %% power at the observed effects, "
                        "iWGAN against WGAN-GP on the paper preset; writes "
-                       "results/verdicts/power.json (docs/verdicts.md prints it).")
-    p.add_argument("--out", type=Path, default=Path("."), help="root of results/")
+                       "results/verdicts/power.json and refreshes the generated tables of "
+                       "docs/verdicts.md.")
+    p.add_argument("--out", type=Path, default=Path("."), help="root of results/ and docs/")
     p.set_defaults(func=cmd_power)
     args = parser.parse_args(argv)
     try:

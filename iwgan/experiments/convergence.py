@@ -45,7 +45,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 from tqdm import tqdm
 
 from iwgan.core import quality
@@ -84,6 +83,7 @@ from iwgan.experiments.common import (
 from iwgan.experiments.mode_coverage import base_row, evaluate
 from iwgan.metrics.mixture import score_modes, w1_exact, w1_floor
 from iwgan.metrics.plateau import assessable, check_window, plateau
+from iwgan.metrics.statistics import spearman
 
 SNAPSHOT_POINTS = 400
 INTERPOLATION_PAIRS = 12
@@ -201,14 +201,6 @@ def first_reached(curve: pd.DataFrame, mask) -> tuple[float, float]:
     if hit.empty:
         return float("nan"), float("nan")
     return float(hit.iloc[0]["iteration"]), float(hit.iloc[0]["train_seconds"])
-
-
-def spearman(a, b) -> float:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
-        return float("nan")
-    return float(stats.spearmanr(a[ok], b[ok]).statistic)
 
 
 def stopping_analysis(history: list[dict], curve: pd.DataFrame, cfg) -> dict:

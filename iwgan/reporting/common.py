@@ -39,6 +39,7 @@ def write_report(path: Path, text: str) -> Path:
 
 
 TRAINED = ("finished", "stopped_early")   # statuses of runs that have numbers
+PROFILE_ORDER = ["converged", "paper", "quick", "long", "tiny"]   # mixture profiles
 
 
 def trained(df: pd.DataFrame) -> pd.DataFrame:
@@ -49,6 +50,13 @@ def trained(df: pd.DataFrame) -> pd.DataFrame:
 def ordered(values, order):
     """The distinct ``values`` in ``order`` first, then any others sorted."""
     return [v for v in order if v in set(values)] + sorted(set(values) - set(order))
+
+
+def reference_profile(df) -> str:
+    """The mixture profile the literature comparison and the verdicts read: converged if
+    run."""
+    return "converged" if "converged" in set(df.profile) else ordered(df.profile,
+                                                                        PROFILE_ORDER)[0]
 
 
 def moving_average(sub: pd.DataFrame) -> pd.Series:

@@ -1,5 +1,6 @@
 """reports/mode_coverage.md, rebuilt from results/ alone: per profile and preset, the
-mode-coverage table (mean ± s.e. over seeds, and how many runs converged), the published
+mode-coverage table (mean ± s.e. over seeds, and how many runs converged), C1's verdicts
+(iwgan.reporting.verdicts) with the run-level flags, the published
 numbers beside the literature-preset ones, quick against converged for every cell, how
 far the quick numbers are from a longer run, a runtime table and the final-sample
 figures. A cell is one config but the seed (``cell`` column): runs of other budgets are
@@ -21,11 +22,13 @@ from iwgan.engine.records import read_results
 from iwgan.metrics.mixture import N_STD
 from iwgan.metrics.plateau import CURVE_POINTS, HQ_ABS, MIN_EVALUATIONS, W1_REL
 from iwgan.reporting.common import (
+    PROFILE_ORDER,
     fmt_mean_se,
     markdown_table,
     ordered,
     provenance_section,
     recipe_text,
+    reference_profile,
     rel,
     save_figure,
     trained,
@@ -33,9 +36,9 @@ from iwgan.reporting.common import (
     write_report,
 )
 from iwgan.reporting.literature import BASELINES, PUBLISHED, SETUPS, TABLES, published
+from iwgan.reporting.verdicts import mode_coverage_verdicts
 
 METRIC_COLUMNS = ["modes", "hq_pct", "kl", "w1", "recon_error", "latent_mmd"]
-PROFILE_ORDER = ["converged", "paper", "quick", "long", "tiny"]
 PRESET_TEXT = {
     "paper": "the **paper** preset (the WGAN-GP toy generators the authors' code uses: ring "
              "radius 1.414 / std 0.0141, grid spacing 0.707 / std 0.0071, spiral std 0.02)",
@@ -51,6 +54,9 @@ def build_report(results: Path, reports: Path) -> Path:
                       required=[*METRIC_COLUMNS, "status", "train_seconds", "command", "cell",
                                 "converged"])
     mixtures = json.loads((results / "mixtures.json").read_text())
+    curves_path = results / "mode_coverage_curves.csv"
+    curves = (pd.read_csv(curves_path) if curves_path.exists()
+              else pd.DataFrame(columns=["run_id", "iteration", "metric", "value"]))
     figures = reports / "figures"
     out = ["# Mode coverage on the Gaussian mixtures", "",
            "Rebuilt by `nox -s reports` from `results/mode_coverage.csv` alone; do not edit.",
@@ -92,6 +98,7 @@ def build_report(results: Path, reports: Path) -> Path:
                     f"({rel(fig, reports)})", "",
                     "Final samples (seed with the lowest number) in colour over the true "
                     f"mixture's {N_STD:g}-std discs (grey).", ""]
+            out += mode_coverage_verdicts(sub, curves)
     out += literature_section(df, results)
     out += quick_vs_converged(df)
     out += quick_vs_long(df)
@@ -200,12 +207,6 @@ def plot_samples(sub, results, mixtures, profile, preset, path) -> None:
             ax.set_yticks([])
             ax.set_title(title, fontsize=8)
     save_figure(fig, path)
-
-
-def reference_profile(df) -> str:
-    """The profile the literature comparison and the verdicts read: converged if run."""
-    return "converged" if "converged" in set(df.profile) else ordered(df.profile,
-                                                                        PROFILE_ORDER)[0]
 
 
 def converged_by_method(runs) -> str:

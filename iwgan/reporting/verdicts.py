@@ -6,8 +6,10 @@ the power calculation behind the seeds a decisive campaign needs
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,7 @@ from iwgan.metrics.verdicts import (
     AGAINST,
     CLAIMED,
     LATENT_REFERENCES,
+    NON_INFERIORITY,
     POWER,
     RULES,
     Verdict,
@@ -45,11 +48,12 @@ from iwgan.metrics.verdicts import (
     latent_margin,
     mean_log,
     mode_lost_after_coverage,
+    not_run,
     pair_mmd2,
     seeds_per_cell,
     value_at_fraction,
 )
-from iwgan.reporting.common import markdown_table, ordered, trained
+from iwgan.reporting.common import markdown_table, ordered, reference_profile, trained
 
 AXES = {"iterations": "iterations", "updates": "generator updates",
         "seconds": "training seconds"}
@@ -108,7 +112,7 @@ def verdict_markdown(v: Verdict, digits: int = 3) -> list[str]:
         return [f"- {verdict_heading(v)}: {v.reason}", ""]
     direction = ">" if v.direction == "greater" else "<"
     test = (f"difference {v.method} − {v.against} {direction} 0" if v.against else
-            f"{v.method} {direction} {num(v.null, 4)}")
+            f"{v.method} {direction} {v.null:.4g}")
     head = (f"- {verdict_heading(v)} ({outcome_counts(v)}; test: {test}, one-sided t, "
             f"Holm across mixtures at {rules.ALPHA:g}). Axis: {v.axis}. Protocol: "
             f"`{v.protocol}`. Seeds {seeds_text(v.seeds)} ({v.runs}).")
@@ -138,7 +142,12 @@ def rules_markdown() -> str:
     rows = [{"claim": f"{r.claim} {r.title}", "the paper": r.paper, "statistic": r.statistic,
              "test": r.test, "a mixture holds when": r.threshold, "axis": r.axis,
              "reported beside, not deciding": r.beside} for r in RULES.values()]
-    return markdown_table(pd.DataFrame(rows))
+    return markdown_table(pd.DataFrame(rows).map(escape_cell))
+
+
+def escape_cell(text) -> str:
+    """A Markdown table cell: a literal | would end the cell."""
+    return str(text).replace("|", "\\|")
 
 
 def anchor(heading: str) -> str:
@@ -148,8 +157,39 @@ def anchor(heading: str) -> str:
     return text.replace(" ", "-")
 
 
-def verdicts_heading(profile: str, preset: str) -> str:
-    return f"### Verdicts ({profile} profile, {preset} preset)"
+def verdicts_heading(profile: str, preset: str, protocol: str, budget: str = "") -> str:
+    return f"### Verdicts ({profile} profile, {preset} preset, {protocol} protocol{budget})"
+
+
+# What makes two runs of one profile and preset the same budget: under the identical
+# protocol every method shares the recipe too; under the tuned one each has its own.
+BUDGET = ("iterations", "width", "batch_size")
+RECIPE = ("lr", "lr_schedule", "n_critic", "ema")
+
+
+def by_protocol(df: pd.DataFrame):
+    """(protocol, budget label, rows) for each protocol of ``df`` (rows recorded before the
+    column existed are ``identical``) and each budget in it, the budget with the most runs
+    first; the label is empty when there is one budget. Verdicts never pool protocols or
+    budgets."""
+    column = (df["protocol"].fillna("identical") if "protocol" in df
+              else pd.Series("identical", index=df.index))
+    for protocol in ordered(column, ["identical", "tuned"]):
+        runs = df[column == protocol]
+        keys = [c for c in (*BUDGET, *(RECIPE if protocol == "identical" else ()))
+                if c in runs]
+        if not keys:
+            yield protocol, "", runs
+            continue
+        key = pd.Series([" ".join(map(str, t)) for t in runs[keys].itertuples(index=False)],
+                        index=runs.index)
+        groups = sorted(runs.groupby(key, sort=True), key=lambda kv: -len(kv[1]))
+        for _, g in groups:
+            first = g.iloc[0]
+            label = "" if len(groups) == 1 else ", " + ", ".join(
+                f"{c} {first[c]:,}" if c == "iterations" else f"{c} {first[c]}"
+                for c in keys if len({str(v) for v in runs[c]}) > 1)
+            yield protocol, label, g
 
 
 # ---------------------------------------------------------------------------------------
@@ -216,8 +256,8 @@ def curve_table(curves: pd.DataFrame, metrics=("modes", "hq_pct")) -> pd.DataFra
 def run_flags(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     """Per run: all K modes at the end, collapsed, a mode lost after covering all (on its
     curve), degraded_late."""
-    wide = curve_table(curves[curves.run_id.isin(set(runs.run_id))])
-    by_run = dict(tuple(wide.groupby("run_id")))
+    have = curves[curves.run_id.isin(set(runs.run_id))] if len(curves) else curves
+    by_run = dict(tuple(curve_table(have).groupby("run_id"))) if len(have) else {}
     out = runs[["run_id", "method", "mixture", "seed", "k", "modes", "hq_pct"]].copy()
     out["all_modes"] = out.modes >= out.k
     out["collapsed"] = collapsed(out.modes, out.hq_pct, out.k)
@@ -319,7 +359,8 @@ def speed_statistics(runs: pd.DataFrame, curves: pd.DataFrame, axis: str,
     curves_of = axis_curves(runs, curves)
     rows, horizons = [], {}
     for mixture, mix in runs.groupby("mixture", sort=False):
-        have = [r for r in mix.run_id if r in curves_of]
+        # a curve must start at the run's first evaluation (iteration 0) to be integrated
+        have = [r for r in mix.run_id if r in curves_of and curves_of[r][axis][0] == 0]
         if not have:
             continue
         h = min(curves_of[r][axis].max() for r in have)
@@ -433,6 +474,20 @@ def prior_draws(n: int) -> np.ndarray:
     return np.random.default_rng(PRIOR_SEED).standard_normal((n, 2))
 
 
+@functools.lru_cache(maxsize=4096)
+def codes_pair_mmd2(path: str, stamp: tuple[int, int]) -> tuple[np.ndarray, int] | None:
+    """The 10 pairs' 2-D MMD^2 of the codes in one artifacts file (None: no codes, or
+    fewer than two dimensions), cached
+    by the file's (mtime, size): the convergence report and the scorecard both read them."""
+    with np.load(path) as a:
+        if "codes" not in a.files:
+            return None
+        codes = a["codes"].astype(float)
+    if codes.shape[1] < 2:
+        return None
+    return pair_mmd2(codes, prior_draws(len(codes))), len(codes)
+
+
 def latent_statistics(runs: pd.DataFrame, artifacts: Path) -> pd.DataFrame:
     """Per encoder run with codes in results/convergence_artifacts/: the mean and the
     largest over the 10 pairs of the 2-D MMD^2 against N(0, I_2), and the 5-D MMD^2 of the
@@ -442,14 +497,14 @@ def latent_statistics(runs: pd.DataFrame, artifacts: Path) -> pd.DataFrame:
         path = Path(artifacts) / f"{r.run_id}.npz"
         if not get_method(r.method).HAS_ENCODER or not path.exists():
             continue
-        with np.load(path) as a:
-            if "codes" not in a.files:
-                continue
-            codes = a["codes"].astype(float)
-        pairs = pair_mmd2(codes, prior_draws(len(codes)))
+        st = path.stat()
+        found = codes_pair_mmd2(str(path.resolve()), (st.st_mtime_ns, st.st_size))
+        if found is None:
+            continue
+        pairs, n = found
         rows.append({"method": r.method, "mixture": r.mixture, "seed": r.seed,
                      "pair_mean": float(pairs.mean()), "pair_max": float(pairs.max()),
-                     "mmd5": float(r.latent_mmd), "n": len(codes),
+                     "mmd5": float(r.latent_mmd), "n": n,
                      **({"protocol": r.protocol} if "protocol" in runs else {})})
     return pd.DataFrame(rows)
 
@@ -481,7 +536,9 @@ def c4_verdicts(runs: pd.DataFrame, artifacts: Path) -> list[Verdict]:
                              f"{references_text(2, n)}. The margin is {num(margin, 4)}.")
             v.details.append(f"5-D (the results' latent MMD, all five dimensions at once): "
                              f"{references_text(5, n)}.")
-        v.details.append(f"{method}: worst pair (mean over seeds) {worst}; 5-D MMD² {five}.")
+        ratio = "; ".join(f"{u.name} {u.estimate.value / margin:.1f}×" for u in v.units)
+        v.details.append(f"{method}: the mean pair MMD² as a multiple of the margin: {ratio}; "
+                         f"worst pair (mean over seeds) {worst}; 5-D MMD² {five}.")
         out.append(v)
     return out
 
@@ -504,6 +561,40 @@ def c5_verdicts(runs: pd.DataFrame) -> list[Verdict]:
 
 
 # ---------------------------------------------------------------------------------------
+# C6 and C7: the image datasets
+# ---------------------------------------------------------------------------------------
+
+# claim -> (dataset, factor on WGAN-GP's FID, why there is no verdict without runs)
+IMAGE_CLAIMS = {
+    "C6": ("celeba", 1.0, "needs a GPU and CelebA (`nox -s replicate_celeba`); no CelebA run "
+                          "with FID is recorded in results/images.csv"),
+    "C7": ("mnist", NON_INFERIORITY, "needs MNIST and, at the paper's budget, a GPU (`nox -s "
+                                     "replicate_mnist`); no MNIST run with FID is recorded in "
+                                     "results/images.csv. The offline digits stand-in "
+                                     "(reports/digits.md: seed 0, FD on a small CNN) is not "
+                                     "MNIST and gives no verdict"),
+}
+
+
+def image_verdict(claim: str, images: pd.DataFrame | None) -> Verdict:
+    """C6 or C7 from results/images.csv: iWGAN's FID against WGAN-GP's (times the claim's
+    factor) at the largest budget both reached, one family of one dataset."""
+    dataset, factor, reason = IMAGE_CLAIMS[claim]
+    rows = pd.DataFrame(columns=["method", "iterations"]) if images is None else trained(
+        images[(images.dataset == dataset) & (images.fd_name == "FID")])
+    rows = rows[rows.method.isin(["iwgan", "wgan_gp"])]
+    budgets = [i for i in sorted(set(rows.iterations))
+               if set(rows[rows.iterations == i].method) == {"iwgan", "wgan_gp"}]
+    if not budgets:
+        return not_run(claim, reason)
+    runs = rows[rows.iterations == budgets[-1]].assign(mixture=dataset)
+    runs["fd"] = runs.fd.astype(float) * np.where(runs.method == "wgan_gp", factor, 1.0)
+    label = "FID" if factor == 1 else f"FID against {factor:g} × WGAN-GP's"
+    return compare_methods(runs, "fd", claim, axis=end_of_training(runs), mixtures=[dataset],
+                           statistic=label)
+
+
+# ---------------------------------------------------------------------------------------
 # The reports' verdict sections
 # ---------------------------------------------------------------------------------------
 
@@ -517,34 +608,36 @@ INTRO = ("Each verdict applies the rule written down in docs/verdicts.md "
 
 
 def convergence_verdicts(sub: pd.DataFrame, cur: pd.DataFrame, results: Path) -> list[str]:
-    """The verdicts of reports/convergence.md for one profile and preset: C1 on these
-    runs, C2 on three axes, C3, C4 beside the other encoders, C5."""
-    sub = trained(sub)
-    profile, preset = sub.profile.iloc[0], sub.preset.iloc[0]
-    out = [verdicts_heading(profile, preset), "", INTRO, ""]
-    c1 = c1_runs(sub, "convergence")
-    out += ["#### C1 on these runs (the mode-coverage table's runs are in "
-            "reports/mode_coverage.md)", ""]
-    out += c1_section(c1, cur, preset)
-    out += ["#### C2 to C5", ""]
-    for v in c2_verdicts(sub, cur):
-        out += verdict_markdown(v)
-    v3 = c3_verdict(sub, cur)
-    if v3 is not None:
-        out += verdict_markdown(v3, digits=2)
-    for v in c4_verdicts(sub, Path(results) / "convergence_artifacts"):
-        out += verdict_markdown(v, digits=4)
-    for v in c5_verdicts(sub):
-        out += verdict_markdown(v)
+    """The verdicts of reports/convergence.md for one profile and preset, per protocol: C1
+    on these runs, C2 on three axes, C3, C4 beside the other encoders, C5."""
+    out = []
+    for protocol, budget, runs in by_protocol(trained(sub)):
+        profile, preset = runs.profile.iloc[0], runs.preset.iloc[0]
+        out += [verdicts_heading(profile, preset, protocol, budget), "", INTRO, "",
+                "#### C1 on these runs (the mode-coverage table's runs are in "
+                "reports/mode_coverage.md)", ""]
+        out += c1_section(c1_runs(runs, "convergence"), cur, preset)
+        out += ["#### C2 to C5", ""]
+        for v in c2_verdicts(runs, cur):
+            out += verdict_markdown(v)
+        v3 = c3_verdict(runs, cur)
+        if v3 is not None:
+            out += verdict_markdown(v3, digits=2)
+        for v in c4_verdicts(runs, Path(results) / "convergence_artifacts"):
+            out += verdict_markdown(v, digits=4)
+        for v in c5_verdicts(runs):
+            out += verdict_markdown(v)
     return out
 
 
 def mode_coverage_verdicts(sub: pd.DataFrame, curves: pd.DataFrame) -> list[str]:
-    """C1 for one profile and preset of reports/mode_coverage.md."""
-    sub = trained(sub)
-    profile, preset = sub.profile.iloc[0], sub.preset.iloc[0]
-    return ([verdicts_heading(profile, preset), "", INTRO, ""]
-            + c1_section(c1_runs(sub, "mode_coverage"), curves, preset))
+    """C1 for one profile and preset of reports/mode_coverage.md, per protocol."""
+    out = []
+    for protocol, budget, runs in by_protocol(trained(sub)):
+        profile, preset = runs.profile.iloc[0], runs.preset.iloc[0]
+        out += [verdicts_heading(profile, preset, protocol, budget), "", INTRO, ""]
+        out += c1_section(c1_runs(runs, "mode_coverage"), curves, preset)
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -614,11 +707,6 @@ def power_rows(results: Path) -> list[dict]:
     return rows
 
 
-def reference_profile(runs: pd.DataFrame) -> str:
-    return "converged" if "converged" in set(runs.profile) else ordered(
-        runs.profile, ["converged", "paper", "quick", "long", "tiny"])[0]
-
-
 def power_analysis(results: Path) -> dict:
     rows = power_rows(results)
     seeds, unpowered = seeds_per_cell(rows)
@@ -663,3 +751,56 @@ def power_markdown(power: dict) -> str:
                                                      two_sided=True)}
             for r in power["rows"]]
     return markdown_table(pd.DataFrame(rows))
+
+
+def seeds_markdown(power: dict) -> str:
+    rows = [r for r in power["rows"] if r["comparison"] in POWER["deciding"]
+            and r["in_claimed_direction"] and r["runs_per_group_verdict"] is not None
+            and r["effect_size_d"] is not None
+            and abs(r["effect_size_d"]) >= POWER["min_effect_d"]]
+    need = max(rows, key=lambda r: r["runs_per_group_verdict"], default=None)
+    text = f"**{power['seeds_per_cell']} seeds per cell**"
+    if need is not None:
+        text += (f" (the largest need: {need['runs_per_group_verdict']} runs per group, "
+                 f"{need['comparison']} on the {need['mixture']}, d = "
+                 f"{need['effect_size_d']:+.2f})")
+    unpowered = [r for r in power["rows"] if f"{r['comparison']}, {r['mixture']}"
+                 in power["not_powered"]]
+    if unpowered:
+        text += ("; not powered, below |d| = " + f"{POWER['min_effect_d']:g}: " + "; ".join(
+            f"{r['comparison']}, {r['mixture']} (d = {r['effect_size_d']:+.2f}: "
+            f"{r['runs_per_group_verdict'] or 'no count'} runs per group)" for r in unpowered))
+    return text + "."
+
+
+def docs_blocks(power: dict) -> dict[str, str]:
+    """The generated parts of docs/verdicts.md, by block name."""
+    return {"rules": rules_markdown(), "power": power_markdown(power),
+            "seeds": seeds_markdown(power)}
+
+
+BLOCK = re.compile(r"(<!-- begin (?P<name>\w+)[^>]*-->\n)(?P<body>.*?)(<!-- end (?P=name) -->)",
+                   re.S)
+
+
+def fill_blocks(text: str, blocks: dict[str, str]) -> str:
+    """``text`` with the body of every ``<!-- begin NAME ... -->`` ... ``<!-- end NAME
+    -->`` block of ``blocks`` replaced."""
+    def body(m):
+        name = m.group("name")
+        return m.group(0) if name not in blocks else \
+            f"{m.group(1)}{blocks[name].rstrip()}\n{m.group(4)}"
+    return BLOCK.sub(body, text)
+
+
+def refresh_docs(root: Path) -> Path | None:
+    """Rewrite the generated blocks of ``root``/docs/verdicts.md from the rules and
+    ``root``/results/verdicts/power.json (when both exist)."""
+    docs, power = Path(root) / "docs" / "verdicts.md", Path(root) / "results" / POWER_FILE
+    if not docs.exists() or not power.exists():
+        return None
+    text = docs.read_text()
+    new = fill_blocks(text, docs_blocks(json.loads(power.read_text())))
+    if new != text:
+        atomic_write_text(docs, new)
+    return docs
