@@ -140,7 +140,8 @@ def grid_configs(args) -> list:
 
 
 def finish_grid(args, experiment: str, configs, rows, wall: float) -> int:
-    """Record the grid's wall time, say what diverged, rebuild the experiment's report."""
+    """Record the grid's wall time, say what diverged, rebuild the experiment's report and
+    the scorecard."""
     results = args.out / "results"
     record_wall_time(results / "benchmarks" / f"{experiment}_wall_time.json", configs, rows,
                      wall, args.jobs)
@@ -152,6 +153,9 @@ def finish_grid(args, experiment: str, configs, rows, wall: float) -> int:
         # grid's worker processes never need.
         report = importlib.import_module(f"iwgan.reporting.{experiment}")
         print(f"report: {report.build_report(results, args.out / 'reports')}")
+        # the scorecard's verdicts read this experiment's results too
+        scorecard = importlib.import_module("iwgan.reporting.scorecard")
+        print(f"report: {scorecard.build_report(results, args.out / 'reports')}")
     return 0
 
 

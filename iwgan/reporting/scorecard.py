@@ -109,7 +109,7 @@ def mode_coverage_rows(results: Path, seeds_needed) -> list[dict]:
         return [row("C1", [not_run("C1", "no mode-coverage results (`nox -s "
                                                "mode_coverage`)")], "", "–", seeds_needed)]
     df = trained(read_results(path))
-    profile = reference_profile(df)
+    profile = reference_profile(df) if len(df) else ""
     ref = df[(df.profile == profile) & (df.preset == "paper")]
     if ref.empty:
         return [row("C1", [not_run("C1", "no paper-preset runs of the reference "
@@ -137,8 +137,11 @@ def convergence_rows(results: Path, seeds_needed) -> list[dict]:
         return [row(c, [not_run(c, "no convergence results (`nox -s convergence`)")],
                     "", "–", seeds_needed) for c in claims]
     df = trained(read_results(path))
-    profile = reference_profile(df)
+    profile = reference_profile(df) if len(df) else ""
     ref = df[(df.profile == profile) & (df.preset == "paper")]
+    if ref.empty:
+        return [row(c, [not_run(c, "no paper-preset convergence runs of the reference "
+                                   "profile")], "", "–", seeds_needed) for c in claims]
     protocol, budget, runs = next(by_protocol(ref))
     curves = pd.read_csv(results / "convergence_curves.csv")
     curves = curves[curves.run_id.isin(set(runs.run_id))]

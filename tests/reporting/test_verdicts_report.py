@@ -13,6 +13,7 @@ import pytest
 from iwgan.cli import main
 from iwgan.data.mixtures import get_mixture
 from iwgan.metrics.verdicts import NOT_RUN, REPRODUCED
+from iwgan.reporting import scorecard
 from iwgan.reporting.common import trained
 from iwgan.reporting.verdicts import (
     POWER_FILE,
@@ -162,3 +163,17 @@ def test_the_literature_presets_spiral_is_the_paper_presets_model_and_counted_on
     assert (paper.hq_pct == lit.hq_pct.loc[paper.index]).all()
     report = (ROOT / "reports" / "mode_coverage.md").read_text()
     assert "The spiral is left out: under this preset it is the paper preset's model" in report
+
+
+def test_the_scorecard_says_what_is_missing_when_results_are(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    for name in ("mode_coverage.csv", "mode_coverage_curves.csv"):
+        (results / name).write_bytes((RESULTS / name).read_bytes())
+    text = scorecard.build_report(results, tmp_path / "reports").read_text()
+    rows = {line.split()[1]: line for line in text.splitlines() if re.match(r"\| C\d ", line)}
+    assert list(rows) == [f"C{i}" for i in range(1, 8)]
+    assert "not run here" not in rows["C1"] and "seeds 0-4" in rows["C1"]
+    for claim in ("C2", "C3", "C4", "C5"):
+        assert "no convergence results (`nox -s convergence`)" in rows[claim]
+    assert "the seeds of the power calculation" in rows["C1"]      # no power.json here
