@@ -162,9 +162,10 @@ def verdicts_heading(profile: str, preset: str, protocol: str, budget: str = "")
 
 
 # What makes two runs of one profile and preset the same budget: under the identical
-# protocol every method shares the recipe too; under the tuned one each has its own.
+# protocol every method shares the recipe too (n_critic aside: a method that takes one
+# step per iteration does not read it); under the tuned one each has its own.
 BUDGET = ("iterations", "width", "batch_size")
-RECIPE = ("lr", "lr_schedule", "n_critic", "ema")
+RECIPE = ("lr", "lr_schedule", "ema")
 
 
 def by_protocol(df: pd.DataFrame):
