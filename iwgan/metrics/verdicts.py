@@ -166,6 +166,10 @@ POWER = {"power": 0.8, "alpha": ALPHA, "sided": 1, "family": 3, "min_effect_d": 
          "round_to": 10, "min_seeds": 10, "max_seeds": 40,
          "deciding": ["C1 modes covered", "C2 mean log W1, iterations",
                       "C2 mean log W1, generator updates", "C2 mean log W1, training seconds"]}
+NON_INFERIORITY = 1.1         # C7: iWGAN's FID may exceed WGAN-GP's by at most 10 %
+LATENT_MARGIN_SIGMA = 0.9      # the margin of C4: a 10 % scale error (the larger of 0.9, 1.1)
+LATENT_REFERENCES = {"N(0, 0.9² I)": (0.9, 0.0), "N(0, 1.1² I)": (1.1, 0.0),
+                     "N(0.25·1, I)": (1.0, 0.25)}
 
 
 def seeds_per_cell(rows: list[dict]) -> tuple[int, list[dict]]:
@@ -186,10 +190,6 @@ def seeds_per_cell(rows: list[dict]) -> tuple[int, list[dict]]:
     step = POWER["round_to"]
     seeds = min(POWER["max_seeds"], max(POWER["min_seeds"], step * math.ceil(need / step)))
     return seeds, unpowered
-NON_INFERIORITY = 1.1         # C7: iWGAN's FID may exceed WGAN-GP's by at most 10 %
-LATENT_MARGIN_SIGMA = 0.9      # the margin of C4: a 10 % scale error (the larger of 0.9, 1.1)
-LATENT_REFERENCES = {"N(0, 0.9² I)": (0.9, 0.0), "N(0, 1.1² I)": (1.1, 0.0),
-                     "N(0.25·1, I)": (1.0, 0.25)}
 
 
 # ---------------------------------------------------------------------------------------

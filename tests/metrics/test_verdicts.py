@@ -28,6 +28,7 @@ from iwgan.metrics.verdicts import (
     mean_log,
     mode_lost_after_coverage,
     pair_mmd2,
+    seeds_per_cell,
     threshold_verdict,
 )
 
@@ -195,3 +196,20 @@ def test_pairs_of_codes_from_the_prior_score_below_the_margin_and_wider_codes_ab
     assert wide.mean() > latent_margin()
     assert latent_margin() == pytest.approx(gaussian_mmd2(2, 0.9))
     assert not math.isnan(latent_margin())
+
+
+def test_the_campaigns_seeds_follow_the_pre_stated_rule():
+    def power_row(comparison, d, n, claimed=True):
+        return {"comparison": comparison, "mixture": "ring", "effect_size_d": d,
+                "runs_per_group_verdict": n, "in_claimed_direction": claimed}
+
+    seeds, unpowered = seeds_per_cell([power_row("C1 modes covered", 1.2, 15),
+                                       power_row("C2 mean log W1, iterations", 1.7, 8),
+                                       power_row("C2 mean log W1, training seconds", -0.4, 103),
+                                       power_row("C2 mean log W1, generator updates", 4.4,
+                                                 None, claimed=False),
+                                       power_row("C1 HQ % (beside)", 0.9, 33)])
+    assert seeds == 20                      # 15, rounded up to a multiple of 10
+    assert [r["runs_per_group_verdict"] for r in unpowered] == [103]
+    assert seeds_per_cell([power_row("C1 modes covered", 3.0, 3)])[0] == 10     # at least
+    assert seeds_per_cell([power_row("C1 modes covered", 0.9, 55)])[0] == 40    # at most
