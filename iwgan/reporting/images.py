@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from iwgan.core.methods import METHOD_NAMES
+from iwgan.core.methods import METHOD_NAMES, get_method
 from iwgan.data.datasets import image_grid
 from iwgan.engine.config import ImageConfig, cell_id
 from iwgan.engine.records import read_image_results
-from iwgan.metrics.plateau import CURVE_POINTS
+from iwgan.metrics.plateau import CURVE_POINTS, assessable, image_limits, settled
 from iwgan.reporting.common import (
     fmt_mean_se,
     markdown_table,
@@ -50,6 +50,10 @@ PAPER_FIGURES = {
                    latent="Fig. 15", hist="Fig. 19", quality="Figs 7, 21"),
 }
 PROFILE_ORDER = ["paper", "cpu", "smoke"]
+# Sections whose report shows the plateau rule on the first part of each curve: how the
+# MNIST cpu profile's iterations were chosen (docs/images.md).
+PLATEAU_BY_BUDGET = {("mnist", "cpu")}
+BUDGET_FRACTIONS = (1 / 2, 2 / 3, 5 / 6, 1)
 # The settings a section's heading names when a profile's runs come in several budgets
 # (ema: the moving average of G and Q, recorded by rows since it exists).
 BUDGET = ("iterations", "batch_size", "lr", "n_critic", "width", "ema")
@@ -192,12 +196,57 @@ def profile_section(sub, results, reports, dataset, profile, label="") -> list[s
             "last quarter of training: each within 10 % of its level (the distance also "
             "within the real-vs-real floor), by `iwgan.metrics.plateau.settled`; n/a: no "
             "curve (FID on a CPU, or a run made before curves were recorded).", ""]
+    if (dataset, profile) in PLATEAU_BY_BUDGET:
+        out += plateau_by_budget(sub, results)
     stem = f"images_{dataset}_{profile}" + ("_" + overrides_of(first) if label else "")
     out += figure_section(sub, results, reports, dataset, stem)
     out += runtime_section(sub)
     commands = sorted(set(sub["command"].astype(str)))
     out += ["### Commands", "", "```", *commands, "```", ""]
     return out
+
+
+def plateau_by_budget(sub, results) -> list[str]:
+    """The plateau rule on the first T' iterations of each method's first finished seed:
+    at which budget a shorter run would have stopped moving. At a constant rate the first
+    T' iterations of a run are a T'-iteration run (nothing depends on the total); only
+    the points of its curve differ."""
+    arrays = load_arrays(results, sub)
+    first = sub.iloc[0]
+    total = int(first["iterations"])
+    budgets = [max(1, round(total * f)) for f in BUDGET_FRACTIONS]
+    floor = float(first["fd_real_validation"]) if _finite(
+        first.get("fd_real_validation")) else None
+    rows = []
+    for method, a in arrays.items():
+        if "curve_iteration" not in a:
+            continue
+        curve = [{"iteration": int(i), "fd": float(f), "recon_error": float(r)} for i, f, r in
+                 zip(a["curve_iteration"], a["curve_fd"], a["curve_recon_error"])]
+        row = {"method": method}
+        for budget in budgets:
+            prefix = [r for r in curve if r["iteration"] <= budget]
+            if not assessable(prefix, budget):
+                row[f"{budget:,}"] = "n/a (too few points)"
+                continue
+            verdict = settled(prefix, budget,
+                              image_limits(get_method(method).HAS_ENCODER, floor))
+            row[f"{budget:,}"] = (f"{'yes' if verdict['converged'] else 'no'} "
+                                  f"(FD {prefix[-1]['fd']:.1f}, "
+                                  f"Δ {round(verdict['plateau_fd_change'], 1) + 0.0:+.1f} of "
+                                  f"±{verdict['plateau_fd_allowed']:.1f})")
+        rows.append(row)
+    if not rows:
+        return []
+    return ["### Plateau by budget", "",
+            "The convergence rule applied to the first T' iterations of each method's first "
+            "seed (its curve up to T'): *yes* where a T'-iteration run would have been "
+            "called converged. Each cell: the verdict, the curve's last distance (1,000 "
+            "samples: above the table's 10k-sample distances) and the fitted change of the "
+            "distance over the last quarter of T' against its allowance (10 % of its level "
+            "plus the real-vs-real floor; methods with an encoder must also hold their "
+            "reconstruction error within 10 %).", "",
+            markdown_table(_table_frame(rows)), ""]
 
 
 def source_text(row) -> str:
