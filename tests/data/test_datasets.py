@@ -137,7 +137,7 @@ def test_missing_partial_empty_and_corrupt_celeba_are_clear_errors(fake_celeba, 
 
 def test_mnist_missing_offline_says_where_to_put_it(tmp_path):
     with pytest.raises(DatasetError, match="MNIST/raw"):
-        load_dataset("mnist", "train", tmp_path)
+        load_dataset("mnist", "train", tmp_path, source="torchvision")
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "corrupt", "partial"])
