@@ -61,6 +61,7 @@ from iwgan.engine.executors import (
 from iwgan.engine.grid import unfinished
 from iwgan.engine.records import (
     RunDir,
+    check_run_dirs,
     curve_frame,
     manifest,
     now,
@@ -408,7 +409,8 @@ def run_convergence_grid(configs, opts: ConvergenceOptions, out: Path, jobs: int
     results = Path(out) / "results"
     csv, curves_csv = results / "convergence.csv", results / "convergence_curves.csv"
     if csv.exists():
-        read_results(csv)  # refuse to append to a file of another schema
+        read_results(csv, damaged="warn")  # refuse a file of another schema
+    check_run_dirs(Path(out) / "runs" / "convergence", configs)
     if resume:
         # A changed --eval-every or --w1-samples changes the curves: such runs re-run.
         configs = unfinished(configs, csv, also={"options_hash": opts.hash()})

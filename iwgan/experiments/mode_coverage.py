@@ -42,6 +42,7 @@ from iwgan.engine.grid import unfinished
 from iwgan.engine.records import (
     REPO_ROOT,
     RunDir,
+    check_run_dirs,
     curve_frame,
     manifest,
     manifest_columns,
@@ -194,6 +195,7 @@ def run_mode_coverage(configs, results_csv: Path, runs_root: Path, jobs: int = 1
     (``stack``: auto | on | off, iwgan.engine.stacking.plan_stacks), and each finished
     run's evaluation samples copied to ``samples_dir`` at the same moment. ``executor``
     (iwgan.engine.executors) runs the units; default: ``jobs`` local processes."""
+    check_run_dirs(runs_root, configs)
     if resume:
         configs = unfinished(configs, results_csv)
     units = plan_stacks(configs, stack, max_stack)
@@ -225,7 +227,7 @@ def command(args) -> int:
     results = args.out / "results"
     csv = results / "mode_coverage.csv"
     if csv.exists():
-        read_results(csv)  # refuse to append to a file of another schema
+        read_results(csv, damaged="warn")  # refuse a file of another schema
     with open_executor(executor_options(args)) as executor:   # reachable, before writing
         write_json(results / "mixtures.json", {f"{m}-{p}": get_mixture(m, p).to_json()
                                                for p in PRESETS for m in MIXTURES})
@@ -242,7 +244,7 @@ def command(args) -> int:
                   "results/mode_coverage.csv has no converged rows yet (docs/converged.md)")
         else:   # the whole grid's rows, those a --resume skipped too
             ids = {c.run_id for c in configs}
-            grid = read_results(csv)
+            grid = read_results(csv, damaged="drop")
             for line in distance_to_reference(grid[grid.run_id.isin(ids)], reference):
                 print(line)
     return rc
