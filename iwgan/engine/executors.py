@@ -184,33 +184,61 @@ def _dask_unit(runner, unit, stop: str):
     return call_unit(runner, unit, Throttled(Event(stop).is_set))
 
 
-class DaskBackend:
-    """The units as Dask futures, all submitted at once (the scheduler queues them); the
-    backend interface of iwgan.engine.grid.InProcess. Dask itself re-runs a task whose
-    worker was lost (up to its ``allowed-failures``) before the loop sees a failure."""
+class RemoteBackend:
+    """What the Dask and Slurm backends share (the backend interface of
+    iwgan.engine.grid.InProcess): handles with ``done()`` and ``result()``, looked at
+    every 0.1 s; they report runs as they come back, not iterations."""
 
     counts_iterations = False
 
-    def __init__(self, client, runner):
-        self.client, self.runner = client, runner
-        self.capacity = sys.maxsize
-        self.stop_event = f"iwgan-stop-{uuid.uuid4().hex}"
-        self.serial = itertools.count()
+    def __init__(self, capacity: int):
+        self.capacity = capacity
         self.flight: set = set()
 
     def start(self, advance, interrupts) -> None:
         pass
 
     def submit(self, unit):
-        future = self.client.submit(_dask_unit, self.runner, unit, self.stop_event,
-                                    pure=False, key=f"unit-{next(self.serial)}-{unit_id(unit)}")
-        self.flight.add(future)
-        return future
+        handle = self._submit(unit)
+        self.flight.add(handle)
+        return handle
 
     def poll(self, handles, timeout):
-        done = _wait_done(handles, timeout, lambda f: f.done())
+        end = time.monotonic() + timeout
+        while True:
+            done = [h for h in handles if h.done()]
+            if done or time.monotonic() >= end:
+                break
+            time.sleep(min(0.1, max(0.0, end - time.monotonic())))
         self.flight -= set(done)
-        return [(f, *_outcome(f.result)) for f in done]
+        return [(h, *_outcome(h.result)) for h in done]
+
+    def close(self) -> None:
+        pass
+
+
+def _outcome(result) -> tuple:
+    """(result, None), or (None, the error) of a finished handle's ``result()``."""
+    try:
+        return result(), None
+    except Exception as err:  # the unit's error, or its cancellation: drive decides
+        return None, err
+
+
+class DaskBackend(RemoteBackend):
+    """The units as Dask futures, all submitted at once (the scheduler queues them). Dask
+    itself re-runs a task whose worker was lost (up to its ``allowed-failures``) before
+    the loop sees a failure."""
+
+    def __init__(self, client, runner):
+        super().__init__(sys.maxsize)
+        self.client, self.runner = client, runner
+        self.stop_event = f"iwgan-stop-{uuid.uuid4().hex}"
+        self.serial = itertools.count()
+
+    def _submit(self, unit):
+        return self.client.submit(_dask_unit, self.runner, unit, self.stop_event, pure=False,
+                                  key=f"unit-{next(self.serial)}-{unit_id(unit)}")
 
     def stop(self, handles) -> None:
         from distributed import Event  # optional: the dask executor's
@@ -224,27 +252,6 @@ class DaskBackend:
     def kill(self) -> None:
         if self.flight:
             self.client.cancel(list(self.flight), force=True)
-
-    def close(self) -> None:
-        pass
-
-
-def _wait_done(handles, timeout: float, done) -> list:
-    """The handles that are done, waiting up to ``timeout`` seconds for one."""
-    end = time.monotonic() + timeout
-    while True:
-        finished = [h for h in handles if done(h)]
-        if finished or time.monotonic() >= end:
-            return finished
-        time.sleep(min(0.1, max(0.0, end - time.monotonic())))
-
-
-def _outcome(result) -> tuple:
-    """(result, None), or (None, the error) of a finished handle's ``result()``."""
-    try:
-        return result(), None
-    except Exception as err:  # the unit's error, or its cancellation: drive decides
-        return None, err
 
 
 class SlurmExecutor:
@@ -291,30 +298,20 @@ def _slurm_unit(runner, unit, stop: str):
     return call_unit(runner, unit, Throttled(lambda: os.path.exists(stop)))
 
 
-class SlurmBackend:
-    """One submitit job per unit (the backend interface of iwgan.engine.grid.InProcess);
-    stop: the stop file, and pending jobs cancelled; kill: scancel (local jobs: their
-    controller's SIGINT, which kills the job)."""
-
-    counts_iterations = False
+class SlurmBackend(RemoteBackend):
+    """One submitit job per unit; stop: the stop file, and pending jobs cancelled; kill:
+    scancel (local jobs: their controller's SIGINT, which kills the job)."""
 
     def __init__(self, executor, runner, folder: Path, local: bool, capacity: int):
-        self.ex, self.runner, self.local, self.capacity = executor, runner, local, capacity
+        super().__init__(capacity)
+        self.ex, self.runner, self.local = executor, runner, local
         self.stop_file = Path(folder) / f".stop-{uuid.uuid4().hex}"
-        self.flight: set = set()
 
     def start(self, advance, interrupts) -> None:
         self.stop_file.parent.mkdir(parents=True, exist_ok=True)
 
-    def submit(self, unit):
-        job = self.ex.submit(_slurm_unit, self.runner, unit, str(self.stop_file))
-        self.flight.add(job)
-        return job
-
-    def poll(self, handles, timeout):
-        done = _wait_done(handles, timeout, lambda j: j.done())
-        self.flight -= set(done)
-        return [(j, *_outcome(j.result)) for j in done]
+    def _submit(self, unit):
+        return self.ex.submit(_slurm_unit, self.runner, unit, str(self.stop_file))
 
     def stop(self, handles) -> None:
         self.stop_file.touch()

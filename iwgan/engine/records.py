@@ -119,16 +119,25 @@ def atomic_write_text(path: Path, text: str) -> None:
 def read_json(path: Path, fix: str):
     """The JSON record at ``path``; a missing, unreadable or corrupt file is a
     :class:`ResultsError` naming it, with ``fix``."""
-    path = Path(path)
+    text = read_text(path, "no such file", fix)
     try:
-        return json.loads(path.read_text())
+        return json.loads(text)
+    except ValueError as err:
+        raise ResultsError(f"{path}: not valid JSON ({err}); delete it and {fix}") from None
+
+
+def read_text(path: Path, missing: str, fix: str) -> str:
+    """The text of ``path``; a missing, unreadable or binary file is a
+    :class:`ResultsError` naming it: ``missing`` says what is missing, ``fix`` what to do."""
+    try:
+        return Path(path).read_text()
     except FileNotFoundError:
-        raise ResultsError(f"{path}: no such file; {fix}") from None
+        raise ResultsError(f"{path}: {missing}; {fix}") from None
+    except UnicodeDecodeError:
+        raise ResultsError(f"{path}: not a text file; delete it and {fix}") from None
     except OSError as err:
         raise ResultsError(f"cannot read {path}: {err.strerror or err}; check its "
                            "permissions (chmod u+r)") from None
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ResultsError(f"{path}: not valid JSON ({err}); delete it and {fix}") from None
 
 
 def write_json(path: Path, obj) -> None:
@@ -457,15 +466,7 @@ def read_results(path: Path, required=(), keys=KEY_COLUMNS,
     out) or ``drop`` (left out silently). A left-out row is not finished, so a resumed
     grid runs it again."""
     path = Path(path)
-    if not path.exists():
-        raise ResultsError(f"{path}: no results file; {run_first}")
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ResultsError(f"cannot read {path}: {err.strerror or err}; check its "
-                           "permissions (chmod u+r)") from None
-    except UnicodeDecodeError:
-        raise ResultsError(f"{path}: not a text file; delete it and {run_first}") from None
+    text = read_text(path, "no results file", run_first)
     if not text.strip():
         raise ResultsError(f"{path}: empty file (no header, no rows); delete it and "
                            f"{run_first}")
@@ -554,7 +555,7 @@ def read_curves(path: Path, damaged: str = "raise") -> pd.DataFrame:
     """A curves table (long format), its lines checked as a results table's are
     (:func:`parse_results`): ``raise`` on a damaged line, or ``drop`` it."""
     path = Path(path)
-    df, damage = parse_results(path, path.read_text())
+    df, damage = parse_results(path, read_text(path, "no curves file", "run its grid"))
     if damage and damaged == "raise":
         raise ResultsError(f"{damage[0].describe(path)} ({len(damage)} damaged line(s)); "
                            "re-run its grid with --resume, or delete those lines")

@@ -86,22 +86,25 @@ def _table(tmp_path, n=4):
     return path
 
 
-def _damage(path, line, column, value):
+def damage_field(path, line: int, column: str, value: str) -> str:
+    """Write ``value`` into ``column`` of line ``line`` of the table at ``path``; the
+    line's run id."""
     lines = path.read_text().split("\n")
     header = lines[0].split(",")
     fields = lines[line - 1].split(",")
     fields[header.index(column)] = value
     lines[line - 1] = ",".join(fields)
     path.write_text("\n".join(lines))
+    return fields[header.index("run_id")]
 
 
 @pytest.mark.parametrize("damage, reason", [
     (lambda p: p.write_text(p.read_text()[:-12]), "the file ends in the middle of this row"),
-    (lambda p: _damage(p, 3, "hq_pct", "abc"), "hq_pct 'abc' is not a number"),
-    (lambda p: _damage(p, 3, "status", "finishd"), "status 'finishd' is none of"),
-    (lambda p: _damage(p, 3, "modes", ""), "a finished row without its modes"),
-    (lambda p: _damage(p, 3, "seed", "1.5"), "seed '1.5' is not an integer"),
-    (lambda p: _damage(p, 3, "converged", "maybe"), "converged 'maybe' is neither True"),
+    (lambda p: damage_field(p, 3, "hq_pct", "abc"), "hq_pct 'abc' is not a number"),
+    (lambda p: damage_field(p, 3, "status", "finishd"), "status 'finishd' is none of"),
+    (lambda p: damage_field(p, 3, "modes", ""), "a finished row without its modes"),
+    (lambda p: damage_field(p, 3, "seed", "1.5"), "seed '1.5' is not an integer"),
+    (lambda p: damage_field(p, 3, "converged", "maybe"), "converged 'maybe' is neither True"),
     (lambda p: p.write_text(p.read_text().replace("r1,", "r1,x,", 1)), "fields where the "
      "header has"),
 ])
@@ -121,7 +124,7 @@ def test_a_damaged_row_is_named_by_file_and_line_and_never_read_as_finished(tmp_
 
 def test_a_damaged_row_is_moved_aside_when_the_table_is_next_written(tmp_path, capsys):
     path = _table(tmp_path)
-    _damage(path, 3, "hq_pct", "abc")
+    damage_field(path, 3, "hq_pct", "abc")
     damaged_line = path.read_text().split("\n")[2]
     upsert_results(path, [_row(9)])
     assert sorted(read_results(path).run_id) == ["r0", "r2", "r3", "r9"]
