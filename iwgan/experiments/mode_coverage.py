@@ -195,7 +195,6 @@ def run_mode_coverage(configs, results_csv: Path, runs_root: Path, jobs: int = 1
     (``stack``: auto | on | off, iwgan.engine.stacking.plan_stacks), and each finished
     run's evaluation samples copied to ``samples_dir`` at the same moment. ``executor``
     (iwgan.engine.executors) runs the units; default: ``jobs`` local processes."""
-    check_run_dirs(runs_root, configs)
     if resume:
         configs = unfinished(configs, results_csv)
     units = plan_stacks(configs, stack, max_stack)
@@ -224,6 +223,7 @@ def add_arguments(p) -> None:
 
 def command(args) -> int:
     configs = grid_configs(args)
+    check_run_dirs(args.out / "runs", configs)
     results = args.out / "results"
     csv = results / "mode_coverage.csv"
     if csv.exists():
