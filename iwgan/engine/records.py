@@ -407,11 +407,11 @@ def _row_problems(df: pd.DataFrame, spec: TableSpec) -> dict[int, str]:
     return bad
 
 
-def parse_results(path: Path, text: str) -> tuple[pd.DataFrame, list[Damage]]:
-    """The table in ``text`` without its damaged rows, and those: a line cut short (the
-    file ends in it, or it has fewer or more fields than the header), a value of the
-    wrong type, an unknown status, a trained row without its metrics. An intact table
-    reads exactly as ``pd.read_csv`` reads it."""
+def parse_results(path: Path, text: str) -> tuple[pd.DataFrame, list[Damage], list[int]]:
+    """The table in ``text`` without its damaged rows, those (a line cut short: the file
+    ends in it, or it has fewer or more fields than the header; a value of the wrong
+    type, an unknown status, a trained row without its metrics), and the line of each
+    row kept. An intact table reads exactly as ``pd.read_csv`` reads it."""
     try:
         spans, counts, fields = _records(text)
     except csv.Error as err:   # e.g. a quoted field the file ends in
@@ -452,25 +452,42 @@ def parse_results(path: Path, text: str) -> tuple[pd.DataFrame, list[Damage]]:
                            reason, raw(kept[k])) for k, reason in bad.items()]
         kept = [span for k, span in enumerate(kept) if k not in bad]
         df = frame(kept)
-    df.attrs["lines"] = [first for first, _ in kept]
-    return df, sorted(damaged, key=lambda d: d.line)
+    return df, sorted(damaged, key=lambda d: d.line), [first for first, _ in kept]
 
 
 def read_results(path: Path, required=(), keys=KEY_COLUMNS,
                  run_first="run the experiment first (e.g. `nox -s mode_coverage`)",
                  damaged: str = "raise") -> pd.DataFrame:
-    """Read a results table, refusing files of another schema, with missing columns or
-    with two rows of one run id, and checking every row (:func:`parse_results`).
-    ``damaged`` says what a damaged row does: ``raise`` (one line naming the file and the
-    rows: a report is never built on them), ``warn`` (one line each on stderr, left
-    out) or ``drop`` (left out silently). A left-out row is not finished, so a resumed
-    grid runs it again."""
+    """Read a results table (:func:`check_results`). ``damaged`` says what a damaged row
+    does: ``raise`` (one line naming the file and the rows: a report is never built on
+    them), ``warn`` (one line each on stderr, left out) or ``drop`` (left out silently).
+    A left-out row is not finished, so a resumed grid runs it again."""
+    df, damage = check_results(path, required, keys, run_first)
+    if damage and damaged == "raise":
+        shown = "; ".join(d.describe(path).removeprefix(f"{path} ") for d in damage[:3])
+        more = f"; and {len(damage) - 3} more" if len(damage) > 3 else ""
+        raise ResultsError(f"{path}: {len(damage)} damaged row(s): {shown}{more}; re-run "
+                           "them with the grid's --resume (it replaces them), or delete "
+                           "those lines")
+    if damage and damaged == "warn":
+        for d in damage:
+            print(f"warning: {d.describe(path)}; left out (a --resume of its grid runs it "
+                  "again)", file=sys.stderr)
+    return df
+
+
+def check_results(path: Path, required=(), keys=KEY_COLUMNS,
+                  run_first="run the experiment first (e.g. `nox -s mode_coverage`)"
+                  ) -> tuple[pd.DataFrame, list[Damage]]:
+    """A results table without its damaged rows, and those (:func:`parse_results`);
+    a file of another schema, with missing columns or with two rows of one run id is a
+    :class:`ResultsError`."""
     path = Path(path)
     text = read_text(path, "no results file", run_first)
     if not text.strip():
         raise ResultsError(f"{path}: empty file (no header, no rows); delete it and "
                            f"{run_first}")
-    df, damage = parse_results(path, text)
+    df, damage, lines = parse_results(path, text)
     missing = [c for c in ["schema_version", *keys, *required] if c not in df.columns]
     if missing:
         raise ResultsError(f"{path}: missing column(s) {missing}; the file is from an older "
@@ -485,23 +502,12 @@ def read_results(path: Path, required=(), keys=KEY_COLUMNS,
     twice = df["run_id"][df["run_id"].duplicated(keep=False)]
     if len(twice):
         run = twice.iloc[0]
-        lines = [df.attrs["lines"][k] for k in np.flatnonzero(df["run_id"] == run)]
-        raise ResultsError(f"{path}: run {run} has {len(lines)} rows (lines "
-                           f"{', '.join(map(str, lines))}; {twice.nunique()} run id(s) "
+        where = [lines[k] for k in np.flatnonzero(df["run_id"] == run)]
+        raise ResultsError(f"{path}: run {run} has {len(where)} rows (lines "
+                           f"{', '.join(map(str, where))}; {twice.nunique()} run id(s) "
                            "repeated): a table holds one row per run, delete all but the "
                            f"right one (each run's own record is runs/<run>/metrics.json)")
-    if damage and damaged == "raise":
-        shown = "; ".join(d.describe(path).removeprefix(f"{path} ") for d in damage[:3])
-        more = f"; and {len(damage) - 3} more" if len(damage) > 3 else ""
-        raise ResultsError(f"{path}: {len(damage)} damaged row(s): {shown}{more}; re-run "
-                           "them with the grid's --resume (it replaces them), or delete "
-                           "those lines")
-    if damage and damaged == "warn":
-        for d in damage:
-            print(f"warning: {d.describe(path)}; left out (a --resume of its grid runs it "
-                  "again)", file=sys.stderr)
-    df.attrs["damaged"] = damage
-    return df
+    return df, damage
 
 
 def upsert_results(path: Path, rows: list[dict], keys=KEY_COLUMNS,
@@ -514,8 +520,8 @@ def upsert_results(path: Path, rows: list[dict], keys=KEY_COLUMNS,
     new = pd.DataFrame([{"schema_version": SCHEMA_VERSION, **r} for r in rows])
     with locked(path):
         if path.exists():
-            old = read_results(path, keys=keys, damaged="drop")
-            set_aside(path, old.attrs["damaged"])
+            old, damage = check_results(path, keys=keys)
+            set_aside(path, damage)
             new = pd.concat([old[~old["run_id"].isin(new["run_id"])], new], ignore_index=True)
         new = new.sort_values(list(order), kind="stable")
         atomic_write_text(path, new.to_csv(index=False))
@@ -551,15 +557,14 @@ def curve_frame(records: list[dict], row: dict, metrics) -> pd.DataFrame:
     return long
 
 
-def read_curves(path: Path, damaged: str = "raise") -> pd.DataFrame:
+def read_curves(path: Path) -> pd.DataFrame:
     """A curves table (long format), its lines checked as a results table's are
-    (:func:`parse_results`): ``raise`` on a damaged line, or ``drop`` it."""
+    (:func:`parse_results`); a damaged line is a :class:`ResultsError` naming it."""
     path = Path(path)
-    df, damage = parse_results(path, read_text(path, "no curves file", "run its grid"))
-    if damage and damaged == "raise":
+    df, damage, _ = parse_results(path, read_text(path, "no curves file", "run its grid"))
+    if damage:
         raise ResultsError(f"{damage[0].describe(path)} ({len(damage)} damaged line(s)); "
                            "re-run its grid with --resume, or delete those lines")
-    df.attrs["damaged"] = damage
     return df
 
 
@@ -570,8 +575,8 @@ def upsert_curves(path: Path, curves: list[pd.DataFrame]) -> None:
     path = Path(path)
     with locked(path):
         if path.exists():
-            old = read_curves(path, damaged="drop")
-            set_aside(path, old.attrs["damaged"])
+            old, damage, _ = parse_results(path, read_text(path, "no curves file", ""))
+            set_aside(path, damage)
             new = pd.concat([old[~old.run_id.isin(set(new.run_id))], new], ignore_index=True)
         new = new.sort_values(["profile", "preset", "mixture", "method", "seed", "metric",
                                "iteration"], kind="stable")
