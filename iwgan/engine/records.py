@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import fcntl
 import hashlib
 import io
@@ -136,8 +137,11 @@ def read_text(path: Path, missing: str, fix: str) -> str:
     except UnicodeDecodeError:
         raise ResultsError(f"{path}: not a text file; delete it and {fix}") from None
     except OSError as err:
-        raise ResultsError(f"cannot read {path}: {err.strerror or err}; check its "
-                           "permissions (chmod u+r)") from None
+        why = {errno.EACCES: "check its permissions (chmod u+r)",
+               errno.EPERM: "check its permissions (chmod u+r)",
+               errno.EISDIR: "a folder stands where the file should be: move it away"}
+        raise ResultsError(f"cannot read {path}: {err.strerror or err}; "
+                           f"{why.get(err.errno, 'check the path and retry')}") from None
 
 
 def write_json(path: Path, obj) -> None:
