@@ -34,7 +34,9 @@ import argparse
 import contextlib
 import itertools
 import os
+import pickle
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -43,7 +45,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iwgan.engine.grid import drive, ignoring_sigint, run_grid
-from iwgan.engine.workers import Throttled, call_unit, unit_id
+from iwgan.engine.workers import (
+    Halted,
+    Stopped,
+    Throttled,
+    call_unit,
+    halting,
+    slurm_unit,
+    unit_id,
+)
 
 EXECUTORS = ("local", "dask", "slurm")
 
@@ -181,7 +191,7 @@ def _dask_unit(runner, unit, stop: str):
     is set on the scheduler (looked up at most once a second)."""
     from distributed import Event  # optional: the dask executor's
 
-    return call_unit(runner, unit, Throttled(Event(stop).is_set))
+    return halting(lambda: call_unit(runner, unit, Throttled(Event(stop).is_set)))
 
 
 class RemoteBackend:
@@ -211,18 +221,18 @@ class RemoteBackend:
                 break
             time.sleep(min(0.1, max(0.0, end - time.monotonic())))
         self.flight -= set(done)
-        return [(h, *_outcome(h.result)) for h in done]
+        return [(h, *self._outcome(h)) for h in done]
+
+    def _outcome(self, handle) -> tuple:
+        """(result, None), or (None, the error) of a finished handle."""
+        try:
+            result = handle.result()
+        except Exception as err:  # the unit's error, or its cancellation: drive decides
+            return None, err
+        return (None, result.error()) if isinstance(result, Halted) else (result, None)
 
     def close(self) -> None:
         pass
-
-
-def _outcome(result) -> tuple:
-    """(result, None), or (None, the error) of a finished handle's ``result()``."""
-    try:
-        return result(), None
-    except Exception as err:  # the unit's error, or its cancellation: drive decides
-        return None, err
 
 
 class DaskBackend(RemoteBackend):
@@ -292,12 +302,6 @@ class SlurmExecutor:
         return drive(units, backend, record, failed)
 
 
-def _slurm_unit(runner, unit, stop: str):
-    """A unit in a Slurm job: it stops at its next iteration once the file ``stop``
-    exists (the job folder is on a file system the coordinator sees too)."""
-    return call_unit(runner, unit, Throttled(lambda: os.path.exists(stop)))
-
-
 class SlurmBackend(RemoteBackend):
     """One submitit job per unit; stop: the stop file, and pending jobs cancelled; kill:
     scancel (local jobs: their controller's SIGINT, which kills the job)."""
@@ -306,17 +310,27 @@ class SlurmBackend(RemoteBackend):
         super().__init__(capacity)
         self.ex, self.runner, self.local = executor, runner, local
         self.stop_file = Path(folder) / f".stop-{uuid.uuid4().hex}"
+        self.never_started: set = set()      # pending jobs cancelled by stop()
 
     def start(self, advance, interrupts) -> None:
         self.stop_file.parent.mkdir(parents=True, exist_ok=True)
 
     def _submit(self, unit):
-        return self.ex.submit(_slurm_unit, self.runner, unit, str(self.stop_file))
+        with ignoring_sigint() if self.local else contextlib.nullcontext():
+            # a local job (this machine's process group) leaves Ctrl-C to the grid
+            return self.ex.submit(slurm_unit, pickle.dumps((self.runner, unit)),
+                                  str(self.stop_file))
+
+    def _outcome(self, job) -> tuple:
+        if job in self.never_started:
+            return None, Stopped(started=False)
+        return super()._outcome(job)
 
     def stop(self, handles) -> None:
         self.stop_file.touch()
         if not self.local:
-            self._cancel([j for j in handles if j.state == "PENDING"])
+            self.never_started = {j for j in handles if j.state == "PENDING"}
+            self._cancel(list(self.never_started))
 
     def kill(self) -> None:
         self._cancel(list(self.flight))
@@ -324,12 +338,28 @@ class SlurmBackend(RemoteBackend):
     def _cancel(self, jobs) -> None:
         if not jobs:
             return
-        if self.local:
+        if self.local:   # its controller ignores SIGINT (cancel's signal): kill its tree
             for job in jobs:
-                job.cancel(check=False)
+                process = getattr(job, "_process", None)
+                if process is None:
+                    job.cancel(check=False)
+                else:
+                    _kill_tree(process.pid)
         else:   # one scancel for all of them
             subprocess.run(["scancel", *[str(j.job_id) for j in jobs]], check=False,
                            capture_output=True)
 
     def close(self) -> None:
         self.stop_file.unlink(missing_ok=True)
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and its descendants (Linux: /proc's children lists)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for child in children:
+        _kill_tree(int(child))
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)

@@ -31,12 +31,13 @@ import contextlib
 import multiprocessing as mp
 import os
 import queue as queue_lib
+import re
 import signal
 import sys
 import threading
 import time
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -232,11 +233,14 @@ class GridProgress:
 
 
 def error_line(error: BaseException) -> str:
-    """An error in one line: its type and message, or of a message over several lines
-    (a traceback a cluster engine hands back) the first and the last."""
+    """An error in one line: its type and message; of a message over several lines, the
+    last line that names an error (the traceback a cluster engine hands back ends in
+    the worker's error), else the first and the last."""
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    text = " ... ".join([lines[0], lines[-1]] if len(lines) > 1 else lines)
-    return f"{type(error).__name__}: {text}"
+    raised = [line for line in lines if re.match(r"[\w.]*(Error|Exception)\b", line)]
+    text = raised[-1] if len(lines) > 1 and raised else " ... ".join(
+        [lines[0], lines[-1]] if len(lines) > 1 else lines)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def drive(units, backend, record, failed=None, retries: int = RETRIES) -> list:
@@ -270,6 +274,10 @@ def drive(units, backend, record, failed=None, retries: int = RETRIES) -> list:
             if error is None:
                 return finish(unit, result)
             progress.done(unit, recorded=False)
+            if isinstance(error, CancelledError) or (isinstance(error, Stopped)
+                                                     and not error.started):
+                count["not_started"] += len(unit)
+                return
             if interrupts.signal is not None or isinstance(error, Stopped):
                 count["stopped"] += len(unit)       # --resume runs it again
                 return
@@ -309,11 +317,6 @@ def drive(units, backend, record, failed=None, retries: int = RETRIES) -> list:
                 deadline = time.monotonic() + GRACE
                 while training() and time.monotonic() < deadline:
                     look(POLL)
-                # What is left has not trained an iteration (a worker still starting):
-                # nothing of it is lost when it is killed.
-                count["not_started"] = runs([u for u, _ in flight.values()
-                                             if backend.counts_iterations
-                                             and not progress.started(u)])
         except Forced:
             pass
         finally:
@@ -322,7 +325,12 @@ def drive(units, backend, record, failed=None, retries: int = RETRIES) -> list:
                 # idle workers too: nothing is lost, and a worker's own exit (its torch
                 # torn down) takes seconds
                 backend.kill()
-                count["killed"] = runs([u for u, _ in flight.values()]) - count["not_started"]
+                # a unit that has not trained an iteration (its worker still starting)
+                # loses nothing: it counts as not started
+                left = [(u, progress.started(u) or not backend.counts_iterations)
+                        for u, _ in flight.values()]
+                count["killed"] = runs([u for u, started in left if started])
+                count["not_started"] += runs([u for u, started in left if not started])
             progress.close()
             backend.close()
         if interrupts.signal is not None:

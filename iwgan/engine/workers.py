@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -19,8 +20,26 @@ TICK = 20       # iterations between progress messages from a worker
 
 class Stopped(Exception):
     """Raised in a unit asked to stop (the grid was interrupted): not a failure, never
-    retried or recorded. An Exception, not a KeyboardInterrupt, so that every engine
-    (Dask's workers too) hands it back as the unit's outcome."""
+    retried or recorded; ``started``: whether its runner had begun. An Exception, not a
+    KeyboardInterrupt, so that every engine hands it back as the unit's outcome."""
+
+    def __init__(self, started: bool = True):
+        super().__init__("stopped: the grid was interrupted")
+        self.started = started
+
+    def __reduce__(self):
+        return Stopped, (self.started,)
+
+
+class Halted:
+    """What a stopped unit returns on an engine that would log a raised :class:`Stopped`
+    as a failed task (Dask, Slurm); the grid reads it as that Stopped."""
+
+    def __init__(self, stopped: Stopped):
+        self.started = stopped.started
+
+    def error(self) -> Stopped:
+        return Stopped(self.started)
 
 
 def unit_id(unit) -> str:
@@ -32,7 +51,7 @@ def call_unit(runner, unit, should_stop, report=None):
     """``runner(unit, progress=...)``, raising :class:`Stopped` before it starts and at
     any iteration once ``should_stop()``; ``report(n)`` gets the iterations done."""
     if should_stop():
-        raise Stopped()
+        raise Stopped(started=False)
 
     def progress(n):
         if should_stop():
@@ -41,6 +60,27 @@ def call_unit(runner, unit, should_stop, report=None):
             report(n)
 
     return runner(unit, progress=progress)
+
+
+def halting(unit_call):
+    """A unit's call on an engine that logs a raised exception as a failed task (Dask,
+    Slurm): a :class:`Stopped` unit returns :class:`Halted` instead."""
+    try:
+        return unit_call()
+    except Stopped as stopped:
+        return Halted(stopped)
+
+
+def slurm_unit(packed: bytes, stop: str):
+    """A unit in a Slurm job, ``packed`` = pickle of (runner, unit): it stops at its next
+    iteration once the file ``stop`` exists (the job folder is on a file system the
+    coordinator sees too). The runner is unpickled, and so its imports made, only when
+    the unit is to run: a job the grid stopped before it began ends at once."""
+    should_stop = Throttled(lambda: os.path.exists(stop))
+    if should_stop():
+        return Halted(Stopped(started=False))
+    runner, unit = pickle.loads(packed)
+    return halting(lambda: call_unit(runner, unit, should_stop))
 
 
 class Throttled:
