@@ -49,7 +49,7 @@ def test_a_failing_disk_is_one_line_naming_the_path_and_the_fix(tmp_path, capsys
     (["--set", "lambda_gp=-5"], "lambda_gp must be a finite weight >= 0"),
     (["--set", "lambda_mmd=inf"], "lambda_mmd must be a finite weight >= 0"),
     (["--set", "eval_samples=1"], "eval_samples must be at least 2"),
-    (["--set", "stop_gap=0"], "stop_gap must be a positive finite number"),
+    (["--set", "stop_gap=-1"], "stop_gap must be a finite threshold >= 0"),
 ])
 def test_a_value_no_run_can_use_is_refused_before_anything_runs(tmp_path, capsys, bad, says):
     assert main([*GRID, "--out", str(tmp_path), *bad]) == 2

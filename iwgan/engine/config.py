@@ -188,7 +188,6 @@ class MixtureConfig(TrainConfig):
     stop_window: int = 100         # iterations averaged before the rule is checked
 
     POSITIVE = (*TrainConfig.POSITIVE, "eval_samples", "stop_window")
-    POSITIVE_REALS = (*TrainConfig.POSITIVE_REALS, "stop_gap", "stop_loss")
     AT_LEAST = {**TrainConfig.AT_LEAST, "eval_samples": 2}
     AT_LEAST_WHY = {**TrainConfig.AT_LEAST_WHY, "eval_samples": "the latent MMD, an unbiased "
                     "estimate, divides by n(n - 1)"}
@@ -196,6 +195,8 @@ class MixtureConfig(TrainConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        # |gap| < stop_gap and |L| < stop_loss: 0 never stops
+        self._check_reals(("stop_gap", "stop_loss"), lambda v: v >= 0, "a finite threshold >= 0")
         check_choice("mixture", self.mixture, MIXTURES)
         check_choice("preset", self.preset, PRESETS)
         check_choice("profile", self.profile, PROFILES)
