@@ -176,12 +176,12 @@ def write_mnist(root, n_train=10, n_test=5):
 
 def test_a_truncated_mnist_file_is_called_truncated_not_missing(tmp_path):
     raw = write_mnist(tmp_path)
-    assert len(load_dataset("mnist", "train", tmp_path)) == 10
+    assert len(load_dataset("mnist", "train", tmp_path, source="torchvision")) == 10
     images = raw / "train-images-idx3-ubyte"
     images.write_bytes(images.read_bytes()[:3000])
     with pytest.raises(DatasetError, match=r"MNIST under .*MNIST/raw is truncated or corrupt "
                        r".*replace its four files") as err:
-        load_dataset("mnist", "train", tmp_path)
+        load_dataset("mnist", "train", tmp_path, source="torchvision")
     assert "not found" not in str(err.value)
 
 
