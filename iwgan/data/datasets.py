@@ -17,7 +17,7 @@
             ``image_size`` (default 64) with PIL's antialiased bilinear filter. Either
             torchvision's layout, ``<root>/celeba/img_align_celeba/*.jpg`` with
             ``<root>/celeba/list_eval_partition.txt`` (official train/valid/test split), or
-            a plain folder of the JPEGs (sorted by name, the last 10% is "validation",
+            a plain folder of the JPEGs or PNGs (sorted by name, the last 10% is "validation",
             unless a list_eval_partition.txt sits in the folder or beside it).
 
 Decoded, preprocessed images are cached under a key that hashes the file list and the
@@ -234,11 +234,17 @@ def load_mnist_torchvision(split: str, data_dir: Path | None, download: bool,
 
     root = Path(data_dir) if data_dir else (cache_dir or default_cache_dir()) / "data"
     tv = import_torchvision()
+    corrupt = (f"MNIST under {root / 'MNIST' / 'raw'} is truncated or corrupt ({{}}): replace "
+               "its four files (delete them and --download, or copy them again)")
     try:
         ds = tv.datasets.MNIST(str(root), train=split != "test", download=download)
     except RuntimeError as err:  # torchvision: "Dataset not found. You can use download=True"
+        if "not found" not in str(err).lower():   # files there, but cut short or mangled
+            raise DatasetError(corrupt.format(err)) from err
         raise DatasetError(f"MNIST not found under {root / 'MNIST' / 'raw'} ({err}).\n"
                            + MNIST_LAYOUT) from err
+    except (ValueError, AssertionError, EOFError) as err:   # a file of another format
+        raise DatasetError(corrupt.format(f"{type(err).__name__}: {err}")) from err
     except OSError as err:  # a download that failed (offline, proxy)
         raise DatasetError(f"MNIST could not be downloaded to {root}: {err}.\n"
                            + MNIST_LAYOUT) from err
@@ -362,6 +368,9 @@ def decode_image(path: Path, crop: int | None, size: int) -> np.ndarray:
                 img = img.crop((left, top, left + crop, top + crop))
             img = img.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+    except Image.DecompressionBombError as err:
+        raise DatasetError(f"{path}: too large to decode safely ({err}); not an aligned "
+                           "CelebA image (178x218): remove it from the folder") from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
         if isinstance(err, DatasetError):
             raise

@@ -9,15 +9,16 @@ import importlib
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 
 import torch
 
 from iwgan.core.methods import METHOD_NAMES
 from iwgan.data.mixtures import MIXTURES, PRESETS
-from iwgan.engine.config import PROFILES, MixtureConfig, make_config, parse_field
+from iwgan.engine.config import MAX_SEED, PROFILES, MixtureConfig, make_config, parse_field
 from iwgan.engine.devices import check_device, default_device
-from iwgan.engine.executors import add_executor_arguments
+from iwgan.engine.executors import add_executor_arguments, local_jobs
 from iwgan.engine.records import now, update_json
 from iwgan.engine.stacking import STACK_MODES
 from iwgan.metrics.plateau import check_assessable
@@ -116,16 +117,33 @@ def device_of(args) -> str:
 
 def seeds_of(args, profile: str) -> range:
     """--seeds, or its default: the converged table has 5 seeds a cell, the others 3."""
-    if args.first_seed < 0:
-        raise ValueError(f"--first-seed must be non-negative, got {args.first_seed}")
     n = args.seeds or (CONVERGED_SEEDS if profile == "converged" else DEFAULT_SEEDS)
+    if not 0 <= args.first_seed <= MAX_SEED - n + 1:
+        raise ValueError(f"--first-seed must be in [0, {MAX_SEED - n + 1}] for {n} seeds "
+                         f"(seeds are 64-bit: 0 to {MAX_SEED}), got {args.first_seed}")
     return range(args.first_seed, args.first_seed + n)
 
 
+def merge_repeated(args, axes=("methods", "mixtures", "presets")) -> None:
+    """A value given twice on an axis (``--methods iwgan iwgan``) is one value: the grid
+    plans each run once, and says so."""
+    for axis in axes:
+        values = getattr(args, axis, None)
+        if values is None or len(set(values)) == len(values):
+            continue
+        twice = sorted({v for v in values if values.count(v) > 1})
+        setattr(args, axis, list(dict.fromkeys(values)))
+        print(f"note: --{axis} repeats {', '.join(twice)}: each run is planned once",
+              file=sys.stderr)
+
+
 def grid_configs(args) -> list:
-    """The grid's configs, after checking the device: nothing is written before."""
+    """The grid's configs, after checking the device, merging repeated axis values and
+    capping ``--jobs`` (iwgan.engine.executors.local_jobs): nothing is written before."""
     device = device_of(args)
     profile = args.profile or default_profile(device)
+    merge_repeated(args)
+    args.jobs = local_jobs(args)
     overrides = dict(args.overrides)
     configs = [make_config(profile, **{**overrides, "method": m, "mixture": x, "preset": p,
                                     "seed": s, "device": device,
@@ -139,15 +157,25 @@ def grid_configs(args) -> list:
     return configs
 
 
+def grid_summary(rows, wall: float) -> str:
+    """One line: how many runs finished, diverged and failed, naming the last two."""
+    def named(status):
+        ids = [r["run_id"] for r in rows if r["status"] == status]
+        return f"{len(ids)} {status}" + (f" ({', '.join(ids)})" if ids else "")
+
+    trained = sum(r["status"] in ("finished", "stopped_early") for r in rows)
+    return f"{len(rows)} runs in {wall:.0f} s: {trained} finished, {named('diverged')}, " \
+        f"{named('failed')}"
+
+
 def finish_grid(args, experiment: str, configs, rows, wall: float) -> int:
-    """Record the grid's wall time, say what diverged, rebuild the experiment's report and
-    the scorecard."""
+    """Record the grid's wall time, say what finished, diverged and failed, rebuild the
+    experiment's report and the scorecard; exit status 1 when a run failed (its row says
+    why), else 0."""
     results = args.out / "results"
     record_wall_time(results / "benchmarks" / f"{experiment}_wall_time.json", configs, rows,
                      wall, args.jobs)
-    diverged = [r["run_id"] for r in rows if r["status"] == "diverged"]
-    print(f"{len(rows)} runs in {wall:.0f} s; {len(diverged)} diverged"
-          + (f": {', '.join(diverged)}" if diverged else ""))
+    print(grid_summary(rows, wall))
     if not args.no_report:
         # Imported here: the report modules pull in matplotlib and seaborn, which the
         # grid's worker processes never need.
@@ -156,6 +184,12 @@ def finish_grid(args, experiment: str, configs, rows, wall: float) -> int:
         # the scorecard's verdicts read this experiment's results too
         scorecard = importlib.import_module("iwgan.reporting.scorecard")
         print(f"report: {scorecard.build_report(results, args.out / 'reports')}")
+    failed = [r for r in rows if r["status"] == "failed"]
+    if failed:
+        print(f"error: {len(failed)} run(s) failed, e.g. {failed[0]['run_id']}: "
+              f"{failed[0].get('error')}; fix the cause and re-run with --resume",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -61,6 +61,7 @@ from iwgan.engine.executors import (
 from iwgan.engine.grid import unfinished
 from iwgan.engine.records import (
     RunDir,
+    check_run_dirs,
     curve_frame,
     manifest,
     now,
@@ -408,7 +409,7 @@ def run_convergence_grid(configs, opts: ConvergenceOptions, out: Path, jobs: int
     results = Path(out) / "results"
     csv, curves_csv = results / "convergence.csv", results / "convergence_curves.csv"
     if csv.exists():
-        read_results(csv)  # refuse to append to a file of another schema
+        read_results(csv, damaged="warn")  # refuse a file of another schema
     if resume:
         # A changed --eval-every or --w1-samples changes the curves: such runs re-run.
         configs = unfinished(configs, csv, also={"options_hash": opts.hash()})
@@ -468,6 +469,7 @@ def command(args) -> int:
     configs = [dataclasses.replace(c, log_every=1) for c in grid_configs(args)]
     if configs[0].profile == "converged":
         check_window(configs[0].iterations, opts.eval_every)
+    check_run_dirs(args.out / "runs" / "convergence", configs)
     results = args.out / "results"
     with open_executor(executor_options(args)) as executor:   # reachable, before writing
         record_thresholds(results / "convergence_thresholds.json", configs, opts)

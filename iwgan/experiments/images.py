@@ -74,6 +74,7 @@ from iwgan.experiments.common import (
     add_device_argument,
     add_set_argument,
     device_of,
+    merge_repeated,
     positive_int,
     seeds_of,
     wall_time_key,
@@ -412,7 +413,7 @@ def add_arguments(p) -> None:
     p.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="MNIST root, or CelebA root (torchvision layout) or a plain folder "
-                   "of img_align_celeba JPEGs; see docs/images.md")
+                   "of img_align_celeba JPEGs or PNGs; see docs/images.md")
     p.add_argument("--download", action="store_true",
                    help="download MNIST (--source torchvision) / CelebA through torchvision "
                    "(needs internet)")
@@ -459,6 +460,7 @@ def image_configs(args) -> list[ImageConfig]:
     """The runs' configs, after checking the device: nothing is written before."""
     device = device_of(args)
     profile = args.profile or default_image_profile(args.dataset, device)
+    merge_repeated(args, ("methods",))
     extra = {"crop": args.crop} if args.dataset == "celeba" and args.crop is not None else {}
     explicit = dict(iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
                     max_train=args.max_train, metric=args.metric, fid_samples=args.fid_samples,

@@ -42,6 +42,7 @@ from iwgan.engine.grid import unfinished
 from iwgan.engine.records import (
     REPO_ROOT,
     RunDir,
+    check_run_dirs,
     curve_frame,
     manifest,
     manifest_columns,
@@ -222,10 +223,11 @@ def add_arguments(p) -> None:
 
 def command(args) -> int:
     configs = grid_configs(args)
+    check_run_dirs(args.out / "runs", configs)
     results = args.out / "results"
     csv = results / "mode_coverage.csv"
     if csv.exists():
-        read_results(csv)  # refuse to append to a file of another schema
+        read_results(csv, damaged="warn")  # refuse a file of another schema
     with open_executor(executor_options(args)) as executor:   # reachable, before writing
         write_json(results / "mixtures.json", {f"{m}-{p}": get_mixture(m, p).to_json()
                                                for p in PRESETS for m in MIXTURES})
@@ -242,7 +244,7 @@ def command(args) -> int:
                   "results/mode_coverage.csv has no converged rows yet (docs/converged.md)")
         else:   # the whole grid's rows, those a --resume skipped too
             ids = {c.run_id for c in configs}
-            grid = read_results(csv)
+            grid = read_results(csv, damaged="drop")
             for line in distance_to_reference(grid[grid.run_id.isin(ids)], reference):
                 print(line)
     return rc

@@ -17,7 +17,7 @@ import seaborn as sns
 
 from iwgan.core.methods import METHOD_NAMES, get_method
 from iwgan.data.mixtures import MIXTURES, get_mixture
-from iwgan.engine.records import read_results
+from iwgan.engine.records import read_curves, read_results
 from iwgan.experiments.mode_coverage import CURVE_W1_SAMPLES
 from iwgan.metrics.mixture import N_STD
 from iwgan.metrics.plateau import CURVE_POINTS
@@ -59,7 +59,7 @@ ENCODER_METHODS = [m for m in METHOD_NAMES if get_method(m).HAS_ENCODER]
 def build_report(results: Path, reports: Path) -> Path:
     results, reports = Path(results), Path(reports)
     df = read_results(results / "convergence.csv", required=REQUIRED)
-    curves = pd.read_csv(results / "convergence_curves.csv")
+    curves = read_curves(results / "convergence_curves.csv")
     figures = reports / "figures"
     ok = trained(df)
     out = ["# Convergence, the duality gap, the latent space and the quality score", "",

@@ -9,7 +9,6 @@ converged and its other runs."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -18,7 +17,7 @@ import pandas as pd
 
 from iwgan.core.methods import METHOD_NAMES
 from iwgan.data.mixtures import MIXTURES
-from iwgan.engine.records import read_results
+from iwgan.engine.records import read_curves, read_json, read_results
 from iwgan.metrics.mixture import N_STD
 from iwgan.metrics.plateau import CURVE_POINTS, HQ_ABS, MIN_EVALUATIONS, W1_REL
 from iwgan.reporting.common import (
@@ -53,9 +52,9 @@ def build_report(results: Path, reports: Path) -> Path:
     df = read_results(results / "mode_coverage.csv",
                       required=[*METRIC_COLUMNS, "status", "train_seconds", "command", "cell",
                                 "converged"])
-    mixtures = json.loads((results / "mixtures.json").read_text())
+    mixtures = read_json(results / "mixtures.json", "run the mode-coverage grid (it writes it)")
     curves_path = results / "mode_coverage_curves.csv"
-    curves = (pd.read_csv(curves_path) if curves_path.exists()
+    curves = (read_curves(curves_path) if curves_path.exists()
               else pd.DataFrame(columns=["run_id", "iteration", "metric", "value"]))
     figures = reports / "figures"
     out = ["# Mode coverage on the Gaussian mixtures", "",

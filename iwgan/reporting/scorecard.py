@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from iwgan.engine.records import read_results
+from iwgan.engine.records import read_curves, read_image_results, read_results
 from iwgan.metrics.verdicts import AGAINST, CLAIMED, NOT_RUN, RULES, Verdict, not_run
 from iwgan.reporting.common import markdown_table, reference_profile, trained, write_report
 from iwgan.reporting.verdicts import (
@@ -143,7 +143,7 @@ def convergence_rows(results: Path, seeds_needed) -> list[dict]:
         return [row(c, [not_run(c, "no paper-preset convergence runs of the reference "
                                    "profile")], "", "–", seeds_needed) for c in claims]
     protocol, budget, runs = next(by_protocol(ref))
-    curves = pd.read_csv(results / "convergence_curves.csv")
+    curves = read_curves(results / "convergence_curves.csv")
     curves = curves[curves.run_id.isin(set(runs.run_id))]
     link = evidence_link("convergence.md", verdicts_heading(profile, "paper", protocol, budget))
     where = f"{profile} profile, paper preset"
@@ -177,7 +177,7 @@ def convergence_rows(results: Path, seeds_needed) -> list[dict]:
 
 def image_rows(results: Path) -> list[dict]:
     path = results / "images.csv"
-    images = pd.read_csv(path) if path.exists() else None
+    images = read_image_results(path) if path.exists() else None
     out = []
     for claim in ("C6", "C7"):
         v = image_verdict(claim, images)

@@ -18,7 +18,7 @@ import pandas as pd
 from iwgan.core.methods import METHOD_NAMES, get_method
 from iwgan.data.mixtures import MIXTURES, get_mixture
 from iwgan.engine.config import make_config
-from iwgan.engine.records import atomic_write_text, read_results
+from iwgan.engine.records import atomic_write_text, read_curves, read_results
 from iwgan.metrics import verdicts as rules
 from iwgan.metrics.statistics import (
     correlation_interval,
@@ -664,7 +664,7 @@ def power_rows(results: Path) -> list[dict]:
     if cv_path.exists():
         cv = trained(read_results(cv_path))
         cv = cv[(cv.profile == reference_profile(cv)) & (cv.preset == "paper")]
-        curves = pd.read_csv(results / "convergence_curves.csv")
+        curves = read_curves(results / "convergence_curves.csv")
         for axis in AXES:
             stats_, _ = speed_statistics(cv, curves, axis)
             if not stats_.empty:
