@@ -114,6 +114,10 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+# Where a copy of the checkout without .git learns its commit (benchmarks/gpu_campaign.py).
+SOURCE_COMMIT, SOURCE_DIRTY = "IWGAN_SOURCE_COMMIT", "IWGAN_SOURCE_DIRTY"
+
+
 def git_state() -> dict:
     root = REPO_ROOT
     def git(*args):
@@ -127,6 +131,10 @@ def git_state() -> dict:
                          ":!results", ":!reports", ":!runs"))
     except (OSError, subprocess.SubprocessError):
         commit, dirty = "", False
+    if not commit and os.environ.get(SOURCE_COMMIT):
+        # A copy of the checkout without its .git (a GPU machine the tree was sent to):
+        # the commit it was copied from, as recorded where the copy was made.
+        commit, dirty = os.environ[SOURCE_COMMIT], os.environ.get(SOURCE_DIRTY) == "1"
     return {"commit": commit or "unknown", "dirty": dirty}
 
 

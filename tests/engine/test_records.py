@@ -70,3 +70,20 @@ def test_an_empty_or_header_only_results_file_is_an_error_naming_it(tmp_path):
                           "profile"]).to_csv(path, index=False)
     with pytest.raises(ResultsError, match=rf"{path}: a header and no rows"):
         read_results(path)
+
+
+def test_a_copy_without_git_takes_its_commit_from_the_environment(monkeypatch, tmp_path):
+    """A checkout copied without .git (to a GPU machine: benchmarks/gpu_campaign.py)
+    records the commit it was copied from, where the copy was prepared."""
+    from iwgan.engine import records
+
+    real = records.git_state()
+    assert real["commit"] != "unknown"
+    monkeypatch.setattr(records, "REPO_ROOT", tmp_path)   # no repository there
+    monkeypatch.delenv(records.SOURCE_COMMIT, raising=False)
+    assert records.git_state() == {"commit": "unknown", "dirty": False}
+    monkeypatch.setenv(records.SOURCE_COMMIT, "0123abc")
+    monkeypatch.setenv(records.SOURCE_DIRTY, "1")
+    assert records.git_state() == {"commit": "0123abc", "dirty": True}
+    monkeypatch.undo()
+    assert records.git_state() == real       # a real repository's own commit wins
