@@ -533,8 +533,9 @@ def plan(args) -> int:
 
 def prepare(args) -> int:
     """POT's and pytorch-fid's wheels for the GPU machine's Python (3.12, manylinux
-    x86_64), the versions installed here, into ``--wheels`` (git-ignored .whl/), and the
-    commit this checkout is at (the copy sent there has no .git)."""
+    x86_64), the versions installed here, into ``--wheels`` (git-ignored .whl/) unless
+    they are there, and the commit this checkout is at now (the copy sent there has no
+    .git): run it right before the device call, after the last commit."""
     wheels = Path(args.wheels or DEFAULT_WHEELS)
     wheels.mkdir(parents=True, exist_ok=True)
     for dist in CARRIED:
@@ -543,9 +544,12 @@ def prepare(args) -> int:
         except metadata.PackageNotFoundError:
             raise ValueError(f"{dist} is not installed here, so its version is unknown: "
                              "pip install -e . first") from None
-        for old in wheels.glob("*.whl"):   # one version each: two stop the whole install
-            if _dist(old) == dist:
-                old.unlink()
+        have = [w for w in wheels.glob("*.whl") if _dist(w) == dist]
+        if [w.name.split("-")[1] for w in have] == [version]:
+            print(f"{have[0].name}: already here")
+            continue
+        for old in have:   # one version each: two stop the whole install
+            old.unlink()
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--python-version", args.python, "--implementation", "cp",
                *[x for p in WHEEL_PLATFORMS for x in ("--platform", p)],

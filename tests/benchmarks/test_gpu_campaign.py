@@ -370,6 +370,8 @@ def test_prepare_downloads_the_gpu_pythons_wheels_and_records_the_commit(monkeyp
     assert sorted(campaign._dist(w) for w in wheels.glob("*.whl")) == ["pot", "pytorch-fid"]
     source = json.loads((wheels / campaign.SOURCE_FILE).read_text())
     assert source["commit"] != "unknown" and "dirty" in source
+    calls.clear()                                        # again: only the commit is renewed
+    assert campaign.main(["prepare", "--wheels", str(wheels)]) == 0 and calls == []
 
 
 def test_a_bundle_without_results_is_refused(tmp_path, capsys):
