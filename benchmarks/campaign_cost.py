@@ -64,6 +64,7 @@ FLOPS_FALLBACK = {("mixture", "iwgan"): 38.07e9, ("mixture", "wgan_gp"): 16.15e9
                   ("celeba", "iwgan"): 289.0e9, ("celeba", "wgan_gp"): 174.9e9,
                   ("celeba", "ali"): 175.0e9, ("celeba", "alpha_gan"): 293.3e9}
 IMAGE_BATCH = 64            # the image benchmarks' batch on CUDA
+IMAGE_MS_UNKNOWN = (20.0, 10.0, 5.0)   # an image iteration not estimated: host, tf32, bf16 ms
 # Iterations each benchmark runs on CUDA (benchmarks/*.py): the stacked one times 8
 # calls of 20 iterations of the stack and 6 of the reference; the fast path 5 warm-up +
 # 20 timed + 300 for the loss curve + 5 rounds; test_image_iteration 1 + 1 (FLOPs) + 10.
@@ -171,7 +172,7 @@ class CostModel:
         return h + c * k
 
     def image_ms(self, method: str, variant: str) -> float:
-        host, tf32, bf16 = self.image[method]
+        host, tf32, bf16 = self.image.get(method, IMAGE_MS_UNKNOWN)
         compute = bf16 if "bf16" in variant else tf32
         return max(host * COMPILED_HOST.get(variant, 1.0), compute)
 
@@ -280,9 +281,7 @@ def benchmark_seconds(names, cost: CostModel) -> float:
             total += (FAST_PATH_ITERATIONS * cost.image_ms(method, variant) / 1e3
                       + COMPILE_S.get(variant, 0.0))
         elif test == "test_image_iteration":
-            method = p[-1]
-            ms = cost.image_ms(method, "eager_fp32") if method in cost.image else 20.0
-            total += 2.0 + IMAGE_ITERATIONS * ms / 1e3
+            total += 2.0 + IMAGE_ITERATIONS * cost.image_ms(p[-1], "eager_fp32") / 1e3
         elif test == "test_mixture_iteration":
             total += 2.0 + MIXTURE_ITERATIONS * cost.stack_ms(p[-1], 1) / 1e3
         elif test == "test_w1_exact_2500":

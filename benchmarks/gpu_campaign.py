@@ -310,8 +310,12 @@ class Campaign:
         if not self.asked(name):
             return self.finish_stage({**entry, "status": "not asked (--stages)"})
         if limit < MIN_STAGE_S or (optional and estimate > limit):
-            return self.finish_stage({**entry, "status": f"did not fit: estimated "
-                                      f"{estimate:.0f} s, {max(self.left(), 0):.0f} s left"})
+            status = (f"did not fit: estimated {estimate:.0f} s, {max(self.left(), 0):.0f} s "
+                      "left")
+            earlier = {r["name"] for r in (self.earlier or {}).get("benchmarks", [])}
+            self.records += [self.not_run(n, f"{status} (campaign stage {name})")
+                             for n in names if not n.endswith("-") and n not in earlier]
+            return self.finish_stage({**entry, "status": status})
         log = self.logs / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
@@ -326,8 +330,7 @@ class Campaign:
         ran = {r["name"] for r in records}
         missing = [n for n in names if not n.endswith("-") and n not in ran]
         reason = status if rc != 1 else f"failed: {first_error(log)}"
-        records += [{"name": n, "group": None, "status": "not run", "params": {},
-                     "reason": f"{reason} (campaign stage {name}; logs/{name}.log)"}
+        records += [self.not_run(n, f"{reason} (campaign stage {name}; logs/{name}.log)")
                     for n in missing]
         self.records = [r for r in self.records if r["name"] not in
                         {x["name"] for x in records}] + records
@@ -335,6 +338,12 @@ class Campaign:
                      measured=sum(r["status"] == "ok" for r in records),
                      not_run=sum(r["status"] != "ok" for r in records))
         self.finish_stage(entry, log)
+
+    @staticmethod
+    def not_run(name: str, reason: str) -> dict:
+        """The record of a benchmark the campaign did not get from pytest, and why."""
+        return {"name": name, "group": None, "status": "not run", "params": {},
+                "reason": reason}
 
     def cost(self) -> cc.CostModel:
         """The estimate, with what this campaign has measured so far."""

@@ -239,6 +239,7 @@ def cost(h=40.0, c=2.0, w1=1.0):
     m = cc.CostModel(w1_s=w1)
     for method in campaign.M:
         m.stack[method], m.single[method] = (h, c), h
+        m.image[method] = (h, c, c)
     return m
 
 
@@ -418,3 +419,30 @@ def test_results_rows_and_curves_merge_by_run_id(tmp_path):
     df = pd.read_csv(dst / "mode_coverage.csv")
     assert list(df.run_id) == ["b", "a"] and df.w1.isna().tolist() == [True, False]
     assert df.w1_unavailable.iloc[0].startswith("W1 not computed")
+
+
+@pytest.mark.slow
+def test_out_of_time_stages_are_recorded_as_not_fitting_and_a_cut_grid_as_timed_out(
+        monkeypatch, tmp_path):
+    """With 3 s left at every stage: each benchmark stage is skipped as not fitting (its
+    benchmarks recorded as not run, with that reason); the grid, planned on a cost model
+    that says it fits, is killed at its 3-s limit; the record and bundle are written."""
+    monkeypatch.setattr(campaign.Campaign, "left", lambda self: 3.0)
+    monkeypatch.setattr(cc, "estimated_cost", lambda: cost(h=0.01, c=0.001, w1=0.001))
+    monkeypatch.setattr(cc, "PROCESS_START_S", 0.0)
+    out = tmp_path / "out"
+    assert campaign.main(["run", "--smoke", "--out", str(out), "--bundle",
+                          str(tmp_path / "b.tar.gz")]) == 1
+    data = json.loads((out / "results" / "throughput" / "cpu.json").read_text())
+    stages = {s["name"]: s for s in data["manifest"]["campaign"]["stages"]}
+    for name, _, _ in (*campaign.SMOKE.stages, *campaign.SMOKE.extras):
+        assert stages[name]["status"].startswith("did not fit: estimated"), name
+    not_run = {r["name"]: r["reason"] for r in data["benchmarks"]}
+    assert not_run["test_stacked_members[cpu-quick-4-ali-closed_form]"].startswith(
+        "did not fit") and all(r["status"] == "not run" for r in data["benchmarks"])
+    grid = stages["mode_coverage"]
+    assert grid["plan"]["fits"] and grid["invocations"][0]["exit_code"] == campaign.TIMED_OUT
+    assert grid["status"] == "timed out: 0 of 16 runs recorded"
+    assert "$ python -m iwgan mode-coverage --profile paper" in (
+        out / "logs" / "mode_coverage.log").read_text()
+    assert (tmp_path / "b.tar.gz").exists()
