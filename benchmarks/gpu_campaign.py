@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
@@ -373,7 +374,7 @@ class Campaign:
             argv = self.grid_argv(inv, plan)
             ids = [c.run_id for c in grid_configs(mode_coverage_parser().parse_args(argv[1:]))]
             t = time.monotonic()
-            with open(log, "a") as f:
+            with open(log, "a") as f, self.bundling(self.out / "results" / "mode_coverage.csv"):
                 f.write(f"$ python -m iwgan {' '.join(argv)}\n")
                 f.flush()
                 rc = throughput.run_group([sys.executable, "-m", "iwgan", *argv],
@@ -397,6 +398,32 @@ class Campaign:
                            f"failed (exit {[rc for rc in statuses if rc]}): {len(done)} of "
                            f"{len(runs)} runs recorded")
         self.finish_stage(entry, log)
+
+    @contextlib.contextmanager
+    def bundling(self, path: Path, every: float = 5.0):
+        """While the block runs, the bundle is written again whenever ``path`` changes (a
+        method's stack finished): a kill from outside the campaign keeps those runs too."""
+        if not self.args.bundle:
+            yield
+            return
+        stop = threading.Event()
+
+        def watch():
+            seen = None
+            while not stop.wait(every):
+                mtime = path.stat().st_mtime if path.exists() else None
+                if mtime != seen:
+                    seen = mtime
+                    with contextlib.suppress(OSError):
+                        write_bundle(self.out, Path(self.args.bundle))
+
+        thread = threading.Thread(target=watch, daemon=True, name="bundle")
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def grid_argv(self, inv: dict, plan: dict) -> list[str]:
         return ["mode-coverage", "--profile", "paper", "--methods", *inv["methods"],

@@ -446,3 +446,24 @@ def test_out_of_time_stages_are_recorded_as_not_fitting_and_a_cut_grid_as_timed_
     assert "$ python -m iwgan mode-coverage --profile paper" in (
         out / "logs" / "mode_coverage.log").read_text()
     assert (tmp_path / "b.tar.gz").exists()
+
+
+def test_while_the_grid_runs_each_finished_stack_reaches_the_bundle(tmp_path):
+    """A kill from outside the campaign (the device call's own limit) keeps the runs
+    written so far: the bundle follows results/mode_coverage.csv while the grid runs."""
+    import time
+    from types import SimpleNamespace
+
+    bundle, csv = tmp_path / "b.tar.gz", tmp_path / "results" / "mode_coverage.csv"
+    me = SimpleNamespace(args=SimpleNamespace(bundle=bundle), out=tmp_path)
+    with campaign.Campaign.bundling(me, csv, every=0.05):
+        time.sleep(0.3)
+        assert not bundle.exists()                   # nothing finished yet
+        csv.parent.mkdir()
+        csv.write_text("run_id\na\n")
+        for _ in range(100):
+            if bundle.exists():
+                break
+            time.sleep(0.05)
+    with tarfile.open(bundle) as tar:
+        assert tar.extractfile("results/mode_coverage.csv").read() == b"run_id\na\n"
