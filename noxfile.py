@@ -1,5 +1,5 @@
 """Sessions: `nox -s tests`, `nox -s lint`, `nox -s mode_coverage`, `nox -s convergence`,
-`nox -s reports`, `nox -s regression`, `nox -s throughput`.
+`nox -s reports`, `nox -s regression`, `nox -s throughput`, `nox -s gpu_campaign`.
 
 Every session installs the suite with constraints.txt, which pins torch==2.13.0 (the CPU
 wheel) and torchvision==0.28.0, so that no install pulls a newer CUDA stack. Arguments
@@ -104,3 +104,15 @@ def throughput(session):
     go to `python -m iwgan throughput` (e.g. `-- -k batched`; docs/throughput.md)."""
     install(session, "test")
     session.run("python", "-m", "iwgan", "throughput", *session.posargs)
+
+
+@nox.session
+def gpu_campaign(session):
+    """The GPU campaign (benchmarks/gpu_campaign.py, docs/gpu_campaign.md): on a CUDA
+    machine the throughput benchmarks and the paper-profile grid within 8 minutes. Here:
+    `-- plan` (the default: its stages' estimated seconds), `-- run --smoke` (its CPU smoke
+    mode), `-- prepare` (the wheels the GPU machine lacks), `-- merge <bundle>`. This
+    session installs the CPU torch (constraints.txt): on a GPU, run the script itself in
+    an environment with your CUDA torch."""
+    install(session, "test")
+    session.run("python", "benchmarks/gpu_campaign.py", *(session.posargs or ["plan"]))

@@ -171,6 +171,10 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+# Where a copy of the checkout without .git learns its commit (benchmarks/gpu_campaign.py).
+SOURCE_COMMIT, SOURCE_DIRTY = "IWGAN_SOURCE_COMMIT", "IWGAN_SOURCE_DIRTY"
+
+
 def git_state() -> dict:
     root = REPO_ROOT
     def git(*args):
@@ -184,6 +188,10 @@ def git_state() -> dict:
                          ":!results", ":!reports", ":!runs"))
     except (OSError, subprocess.SubprocessError):
         commit, dirty = "", False
+    if not commit and os.environ.get(SOURCE_COMMIT):
+        # A copy of the checkout without its .git (a GPU machine the tree was sent to):
+        # the commit it was copied from, as recorded where the copy was made.
+        commit, dirty = os.environ[SOURCE_COMMIT], os.environ.get(SOURCE_DIRTY) == "1"
     return {"commit": commit or "unknown", "dirty": dirty}
 
 
@@ -405,8 +413,12 @@ def _row_problems(df: pd.DataFrame, spec: TableSpec) -> dict[int, str]:
                  lambda k, c=column: f"{c} {str(df[c].iloc[k])!r} is neither True nor False")
     if "status" in df:
         trained = df["status"].isin(TRAINED)
+        # W1 is left empty, with the reason in w1_unavailable, where POT was missing
+        no_w1 = (df["w1_unavailable"].notna() if "w1_unavailable" in df
+                 else pd.Series(False, index=df.index))
         for column in (c for c in spec.metrics if c in df):
-            mark(trained & pd.to_numeric(df[column], errors="coerce").isna(),
+            excused = no_w1 if "w1" in column else False
+            mark(trained & ~excused & pd.to_numeric(df[column], errors="coerce").isna(),
                  lambda k, c=column: f"a {df['status'].iloc[k]} row without its {c}")
     return bad
 

@@ -58,7 +58,14 @@ from iwgan.engine.seeds import derived_generator
 from iwgan.engine.stacking import plan_stacks
 from iwgan.engine.trainer import Evaluate, LogTo, Progress, train
 from iwgan.experiments.common import add_grid_arguments, finish_grid, grid_configs
-from iwgan.metrics.mixture import EvalData, compute_metrics, score_modes, w1_exact, w1_floor
+from iwgan.metrics.mixture import (
+    EvalData,
+    compute_metrics,
+    score_modes,
+    w1_exact,
+    w1_floor,
+    w1_unavailable,
+)
 from iwgan.metrics.plateau import assessable, curve_every, plateau
 
 NAN_METRICS = {"modes": np.nan, "hq_pct": np.nan, "kl": np.nan, "w1": np.nan,
@@ -79,6 +86,7 @@ class Curve:
         self.records: list[dict] = []
         self.train_seconds = 0.0
         self.seconds = 0.0
+        self.w1_missing = w1_unavailable()   # None, or why W1 stays empty
 
     def on_log(self, record: dict) -> None:
         self.train_seconds = record["wall_time"]
@@ -89,13 +97,15 @@ class Curve:
         self.records.append({
             "iteration": it, "train_seconds": self.train_seconds if it else 0.0,
             **score_modes(samples, self.mixture.centres, self.mixture.std),
-            "w1": w1_exact(samples[:CURVE_W1_SAMPLES], self.real)})
+            "w1": (np.nan if self.w1_missing
+                   else w1_exact(samples[:CURVE_W1_SAMPLES], self.real))})
         self.seconds += time.perf_counter() - start
 
     def verdict(self, iterations: int) -> dict:
         """The plateau rule on this curve (NaN when too few evaluations fall in the last
-        quarter of ``iterations``, e.g. a run stopped early)."""
-        if not assessable(self.records, iterations):
+        quarter of ``iterations``, e.g. a run stopped early, or no W1: the rule reads
+        it)."""
+        if self.w1_missing or not assessable(self.records, iterations):
             return {"converged": np.nan}
         floor = w1_floor(self.cfg.mixture, self.cfg.preset, CURVE_W1_SAMPLES)
         return plateau(self.records, iterations, floor)
@@ -149,6 +159,8 @@ def run_unit(unit, runs_root: Path, progress=None) -> list[dict]:
     rows = []
     for cfg, run, record, result, curve in zip(unit, dirs, records, results, curves):
         row = base_row(cfg, record, len(unit))
+        if curve.w1_missing:   # W1 and the converged flag stay empty, and the row says why
+            row["w1_unavailable"] = curve.w1_missing
         run.write("curve.json", curve.records)
         if result.status == "diverged":
             row.update(status="diverged", diverged_at=result.diverged_at,

@@ -171,3 +171,32 @@ def test_a_held_lock_makes_a_writer_say_what_it_waits_for(tmp_path, capsys, monk
     assert not writer.is_alive() and "r9" in set(read_results(path).run_id)
     assert (f"waiting for the lock {lock}, held by pid 4242 (python -m iwgan mode-coverage)"
             in capsys.readouterr().err)   # ... and says for what
+
+
+def test_a_copy_without_git_takes_its_commit_from_the_environment(monkeypatch, tmp_path):
+    """A checkout copied without .git (to a GPU machine: benchmarks/gpu_campaign.py)
+    records the commit it was copied from, where the copy was prepared."""
+    from iwgan.engine import records
+
+    real = records.git_state()
+    assert real["commit"] != "unknown"
+    monkeypatch.setattr(records, "REPO_ROOT", tmp_path)   # no repository there
+    monkeypatch.delenv(records.SOURCE_COMMIT, raising=False)
+    assert records.git_state() == {"commit": "unknown", "dirty": False}
+    monkeypatch.setenv(records.SOURCE_COMMIT, "0123abc")
+    monkeypatch.setenv(records.SOURCE_DIRTY, "1")
+    assert records.git_state() == {"commit": "0123abc", "dirty": True}
+    monkeypatch.undo()
+    assert records.git_state() == real       # a real repository's own commit wins
+
+
+def test_a_finished_row_without_w1_is_intact_only_when_it_says_why(tmp_path):
+    """Where POT was missing a run leaves W1 empty and says why (w1_unavailable)."""
+    path = tmp_path / "mode_coverage.csv"
+    reason = "W1 not computed: POT is not installed here"
+    upsert_results(path, [{**_row(0), "w1": float("nan"), "w1_unavailable": reason},
+                          {**_row(1), "w1_unavailable": float("nan")}])
+    assert len(read_results(path)) == 2
+    upsert_results(path, [{**_row(2), "w1": float("nan"), "w1_unavailable": float("nan")}])
+    with pytest.raises(ResultsError, match="a finished row without its w1"):
+        read_results(path)
