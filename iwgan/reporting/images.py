@@ -18,6 +18,7 @@ from iwgan.core.methods import METHOD_NAMES
 from iwgan.data.datasets import image_grid
 from iwgan.engine.config import ImageConfig, cell_id
 from iwgan.engine.records import read_image_results
+from iwgan.metrics.plateau import CURVE_POINTS
 from iwgan.reporting.common import (
     fmt_mean_se,
     markdown_table,
@@ -35,15 +36,15 @@ DATASET_TITLES = {"digits": "Digits (scikit-learn's 8x8 digits at 28x28; offline
 SESSIONS = {"digits": "nox -s replicate_digits", "mnist": "nox -s replicate_mnist",
             "celeba": "nox -s replicate_celeba -- --data-dir <celeba root>"}
 NOT_RUN = {"digits": "not run: `nox -s replicate_digits` (CPU, offline)",
-           "mnist": "not run: needs MNIST (`--download` on a machine with internet) and, for "
-                    "the paper profile, a GPU: `nox -s replicate_mnist`",
+           "mnist": "not run: `nox -s replicate_mnist` (CPU profile; MNIST comes from the "
+                    "package index) or, for the paper profile, on a GPU",
            "celeba": "not run: needs a GPU and CelebA (`nox -s replicate_celeba`)"}
 # The paper's numbers (Appendix G.2); it reports no FID on MNIST and none for ALI/alpha-GAN.
 PAPER_FID = {"celeba": {"iwgan": "69.28", "wgan_gp": "94.49"}}
 PAPER_FIGURES = {
     "digits": dict(samples="MNIST Fig. 10", recon="Figs 5b, 13", interp="Figs 5c, 11",
                    latent="Fig. 9", hist="Fig. 12", quality="Fig. 14"),
-    "mnist": dict(samples="Fig. 10", recon="Figs 5b, 13", interp="Figs 5c, 11",
+    "mnist": dict(samples="Figs 5a, 10", recon="Figs 5b, 13", interp="Figs 5c, 11",
                   latent="Fig. 9", hist="Fig. 12", quality="Fig. 14"),
     "celeba": dict(samples="Figs 16, 17", recon="Figs 6b, 20", interp="Figs 6c, 18",
                    latent="Fig. 15", hist="Fig. 19", quality="Figs 7, 21"),
@@ -130,7 +131,8 @@ def profile_section(sub, results, reports, dataset, profile, label="") -> list[s
     name = str(first["fd_name"])
     is_fid = name == "FID"
     out = [f"## {profile} profile" + (f", {label}" if label else ""), "",
-           f"**Data**: {first['train_images']} training images; {first['preprocessing']}. "
+           f"**Data**: {first['train_images']} training images; {first['preprocessing']}"
+           + source_text(first) + ". "
            f"**Networks**: Appendix {'D3' if first['arch'] == 'celeba' else 'D2'} "
            f"(`{first['arch']}`) at width x{first['width']:g}, z_dim {first['z_dim']}. "
            f"**Budget**: {first['iterations']} iterations, batch {first['batch_size']}, "
@@ -139,15 +141,15 @@ def profile_section(sub, results, reports, dataset, profile, label="") -> list[s
            + (f", moving average of G and Q with decay {first['ema']:g}"
               if pd.notna(first.get("ema")) and first["ema"] else "") + ".", "",
            f"**Metric: {name}**, {first['fd_samples']} generated samples against "
-           f"{first['fd_reference_samples']} real training images. "
+           f"{first['fd_reference_samples']} real {reference_split(first)} images. "
            + ("pytorch-fid's Inception (pool3, 2048 features)." if is_fid else
               f"{name} is the Fréchet distance on the 128 penultimate features of a small "
               f"CNN classifier trained on this dataset's train split "
               f"({first.get('fd_note', '')}): comparable between the rows of this table only, "
               "**not a FID** and not comparable with the paper's numbers.")
            + (f" Real vs real (validation split against the same reference): "
-              f"{float(first['fd_real_validation']):.3f}." if _finite(
-                  first.get("fd_real_validation")) else ""), ""]
+              f"{float(first['fd_real_validation']):.3f}, the floor beside every distance "
+              "below." if _finite(first.get("fd_real_validation")) else ""), ""]
     warnings = sorted({str(w) for w in sub.get("fd_warning", []) if isinstance(w, str) and w})
     if warnings:
         out += [f"Warning: {w}." for w in warnings] + [""]
@@ -155,7 +157,8 @@ def profile_section(sub, results, reports, dataset, profile, label="") -> list[s
     for method in METHOD_NAMES:
         runs = sub[sub.method == method]
         done = runs[runs.status == "finished"]
-        row = {"method": method, "paper FID": paper_cell(dataset, method)}
+        row = {"method": method, "paper FID": paper_cell(dataset, method),
+               f"this suite ({name})": "", "real vs real": floor_cell(runs)}
         if runs.empty:
             row[f"this suite ({name})"] = (
                 f"not run at this budget: `python -m iwgan images --dataset {dataset} --profile "
@@ -183,7 +186,8 @@ def profile_section(sub, results, reports, dataset, profile, label="") -> list[s
             "averaged over the latent dimensions: about 1 for codes distributed as the prior "
             "N(0, I), 0 for an encoder that maps every image to one code (a collapsed "
             "encoder, whose G(Q(x)) is one image). "
-            "*Converged*: runs whose 16-point curve (the Fréchet distance on 1,000 samples "
+            f"*Converged*: runs whose {curve_points(first)}-point curve (the Fréchet distance "
+            "on 1,000 samples "
             "and the reconstruction error of 200 validation images) stopped moving over the "
             "last quarter of training: each within 10 % of its level (the distance also "
             "within the real-vs-real floor), by `iwgan.metrics.plateau.settled`; n/a: no "
@@ -194,6 +198,33 @@ def profile_section(sub, results, reports, dataset, profile, label="") -> list[s
     commands = sorted(set(sub["command"].astype(str)))
     out += ["### Commands", "", "```", *commands, "```", ""]
     return out
+
+
+def source_text(row) -> str:
+    """Where the images came from and the hash of that file, where the row records them."""
+    source, digest = row.get("data_source"), row.get("data_sha256")
+    if not isinstance(source, str) or not source:
+        return ""
+    return f"; source {source}" + (f", sha256 {digest}" if isinstance(digest, str) and digest
+                                   else "")
+
+
+def curve_points(row) -> int:
+    """The evaluations of a run's curve: rows recorded before the column had 16."""
+    value = row.get("curve_points")
+    return int(value) if _finite(value) else CURVE_POINTS
+
+
+def reference_split(row) -> str:
+    split = row.get("fd_reference_split")
+    return "training" if not isinstance(split, str) or split == "train" else split
+
+
+def floor_cell(runs) -> str:
+    """The real-vs-real distance of the runs' reference (one value per section)."""
+    floors = sorted({round(float(v), 3) for v in runs.get("fd_real_validation", [])
+                     if _finite(v)})
+    return " / ".join(f"{v:.3f}" for v in floors) or "n/a"
 
 
 def _finite(value) -> bool:
