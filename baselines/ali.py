@@ -1,7 +1,8 @@
 """ALI / BiGAN (Dumoulin et al. 2016; Donahue et al. 2016) on the shared Q, G and critic.
 
 Per outer iteration, one discriminator step then one G/Q step (the original algorithms'
-1:1 schedule; ``n_critic`` is not used), Adam with the same settings as iWGAN. D(x, z) is
+1:1 schedule; it reads no ``n_critic``: USES is empty, so an override of it leaves
+ALI's runs as they are), Adam with the same settings as iWGAN. D(x, z) is
 a logit; with sp(t) = log(1 + e^t) = -log sigmoid(-t), the non-saturating GAN loss:
 
     discriminator: minimise  sp(-D(x, Q(x))) + sp(D(G(z), z))
@@ -30,21 +31,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from iwgan.core.methods import Models, Phase, encode, generate, resolve_options  # noqa: F401
+from iwgan.core.methods import Models, Option, Phase
 from iwgan.core.networks import build_networks, mlp
 
 HAS_ENCODER = True
-OPTIONS: dict = {"encoder": "deterministic"}
+IMAGES = True
+OPTIONS = {"encoder": Option("deterministic", choices=("deterministic", "stochastic"),
+                             help="BiGAN's Q(x), or ALI's reparameterised draw around it")}
 LOGS = ("discriminator_loss", "d_real", "d_fake", "generator_loss")
-ENCODERS = ("deterministic", "stochastic")
 
 
 def stochastic(cfg) -> bool:
-    encoder_kind = resolve_options(cfg.method, cfg.options)["encoder"]
-    if encoder_kind not in ENCODERS:
-        raise ValueError(f"method 'ali' option 'encoder' must be one of {ENCODERS}, "
-                         f"got {encoder_kind!r}")
-    return encoder_kind == "stochastic"
+    return cfg.method_options["encoder"] == "stochastic"
 
 
 def build(cfg) -> Models:

@@ -1,7 +1,8 @@
 """alpha-GAN (Rosca et al. 2017, Algorithm 1) on the shared Q, G and critic.
 
 Per outer iteration, one step of both discriminators then one G/Q step (Algorithm 1
-updates every network once per iteration; ``n_critic`` is not used), Adam with the same
+updates every network once per iteration; it reads no ``n_critic``: USES is empty, so
+an override of it leaves alpha-GAN's runs as they are), Adam with the same
 settings as iWGAN. D is the shared critic read as a logit; C is the code discriminator
 (extra ``code_critic``: the critic's MLP on z instead of x, z -> 512 -> 512 -> 512 -> 1
 at width 1). With sp(t) = log(1 + e^t), lambda = ``lambda_rec`` and adv(t) the
@@ -25,24 +26,20 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from iwgan.core.methods import Models, Phase, encode, generate, resolve_options  # noqa: F401
+from iwgan.core.methods import Models, Option, Phase
 from iwgan.core.networks import CRITIC_HIDDEN, build_networks, mlp, scaled
 
 HAS_ENCODER = True
-OPTIONS: dict = {"lambda_rec": 1.0, "adversarial_loss": "density_ratio"}
+IMAGES = True
+OPTIONS = {"lambda_rec": Option(1.0, minimum=0.0, help="lambda, the reconstruction weight"),
+           "adversarial_loss": Option("density_ratio",
+                                      choices=("density_ratio", "non_saturating"),
+                                      help="adv(t): -t, or sp(-t)")}
 LOGS = ("discriminator_loss", "code_discriminator_loss", "reconstruction", "generator_loss",
         "encoder_loss")
-ADVERSARIAL_LOSSES = ("density_ratio", "non_saturating")
 
 
 def build(cfg) -> Models:
-    options = resolve_options(cfg.method, cfg.options)
-    if options["adversarial_loss"] not in ADVERSARIAL_LOSSES:
-        raise ValueError(f"method 'alpha_gan' option 'adversarial_loss' must be one of "
-                         f"{ADVERSARIAL_LOSSES}, got {options['adversarial_loss']!r}")
-    if not options["lambda_rec"] >= 0:
-        raise ValueError(f"method 'alpha_gan' option 'lambda_rec' must be non-negative, "
-                         f"got {options['lambda_rec']!r}")
     nets = build_networks(cfg.arch, cfg.width, cfg.z_dim)
     code_critic = mlp((cfg.z_dim, *scaled(CRITIC_HIDDEN, cfg.width), 1))
     return Models(generator=nets.generator, critic=nets.critic, encoder=nets.encoder,
@@ -73,7 +70,7 @@ def critic_loss(m: Models, x, z, cfg, noise):
 
 
 def generator_loss(m: Models, x, z, cfg, noise):
-    options = resolve_options(cfg.method, cfg.options)
+    options = cfg.method_options
     kind = options["adversarial_loss"]
     code = m.encoder(x)
     reconstruction = (x - m.generator(code)).flatten(1).abs().sum(dim=1).mean()

@@ -8,17 +8,21 @@ algorithm's 5:1 schedule), Adam with the same settings as iWGAN.
 
 Logged ``w_estimate`` = mean f(x) - f(G(z)) (:func:`wgan_value`, the WGAN objective (2))
 is the critic's estimate of W1.
+(``wgan_value`` lives with the shared loss terms: the duality gap's cheap estimate
+uses it for every method.)
 """
 
 from __future__ import annotations
 
 import torch
 
-from iwgan.core.losses import gradient_penalty
-from iwgan.core.methods import Models, Phase, generate  # noqa: F401
+from iwgan.core.losses import gradient_penalty, wgan_value
+from iwgan.core.methods import GapValue, Models, Phase
 from iwgan.core.networks import build_networks
 
 HAS_ENCODER = False
+IMAGES = True
+USES = ("n_critic",)
 OPTIONS: dict = {}
 LOGS = ("critic_loss", "gradient_penalty", "w_estimate", "generator_loss")
 
@@ -34,9 +38,13 @@ def phases(cfg):
             Phase(generator_loss, "generator", 1)]
 
 
-def wgan_value(m: Models, x, z, fake=None) -> torch.Tensor:
-    """V(G, f) = E f(x) - E f(G(z)), the WGAN objective (2)."""
-    return m.critic(x).mean() - m.critic(m.generator(z) if fake is None else fake).mean()
+def real(m: Models, x) -> torch.Tensor:
+    """x: the points f scores against G(z) in V."""
+    return x
+
+
+# The duality gap measures V: Grnarova et al.'s WGAN gap (iwgan.core.duality_gap).
+DUALITY_GAP = GapValue("wgan", wgan_value, real)
 
 
 def critic_loss(m: Models, x, z, cfg, noise):
@@ -51,8 +59,3 @@ def critic_loss(m: Models, x, z, cfg, noise):
 def generator_loss(m: Models, x, z, cfg, noise):
     loss = -m.critic(m.generator(z)).mean()
     return loss, {"generator_loss": loss}
-
-
-def encode(m: Models, x):
-    raise ValueError("method 'wgan_gp' has no encoder: it cannot encode, reconstruct or "
-                     "score samples; choose iwgan, ali or alpha_gan")

@@ -21,9 +21,10 @@ import torch
 
 from iwgan.core.methods import METHOD_NAMES
 from iwgan.engine.config import make_config
-from iwgan.engine.records import git_state, now, write_json
+from iwgan.engine.records import git_state, now
 from iwgan.engine.trainer import train
 from iwgan.experiments.mode_coverage import evaluate
+from iwgan.files import write_json
 
 OUT = Path("results") / "benchmarks" / "determinism_cost.json"
 

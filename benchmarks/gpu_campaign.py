@@ -64,18 +64,16 @@ from iwgan.engine.devices import check_device, default_device, is_cuda
 from iwgan.engine.records import (
     SOURCE_COMMIT,
     SOURCE_DIRTY,
-    atomic_write_bytes,
     git_state,
     now,
     read_results,
-    update_json,
     upsert_curves,
     upsert_results,
-    write_json,
 )
 from iwgan.experiments import mode_coverage, throughput
 from iwgan.experiments.common import grid_configs
 from iwgan.experiments.throughput import FAST_PATH_OPTIONS, TIMED_OUT
+from iwgan.files import atomic_write_bytes, update_json, write_json
 
 RESERVE_S = 15.0        # kept back at the end: the last record and bundle
 MIN_STAGE_S = 20.0      # a stage is not started with less time than this left

@@ -25,8 +25,9 @@ import torch
 from iwgan.core.methods import METHOD_NAMES
 from iwgan.data.datasets import BatchSampler, ImageBatches
 from iwgan.engine.config import make_image_config
-from iwgan.engine.records import cpu_model, git_state, now, write_json
+from iwgan.engine.records import cpu_model, git_state, now
 from iwgan.engine.trainer import Trainer
+from iwgan.files import write_json
 
 OUT = Path("results") / "mnist_search" / "costs.json"
 STACKED = ("iwgan", "wgan_gp")

@@ -18,8 +18,9 @@ import math
 import tempfile
 from pathlib import Path
 
-from iwgan.engine.records import now, write_json
+from iwgan.engine.records import now
 from iwgan.experiments import regression
+from iwgan.files import write_json
 
 OUT = Path("results") / "regression" / "bands.json"
 FACTORIES = {"convergence": regression.convergence_subset, "digits": regression.digits_subset,
@@ -29,7 +30,7 @@ FACTORIES = {"convergence": regression.convergence_subset, "digits": regression.
 def spread(subset_factory, seeds=(0, 1, 2)) -> dict:
     subset = subset_factory(seeds=seeds)
     with tempfile.TemporaryDirectory() as tmp:
-        subset.run(subset.configs, Path(tmp), 1)
+        subset.run(Path(tmp), 1)
         table = regression.collect(subset, Path(tmp))
     cfg_of = {c.run_id: c for c in subset.configs}
     table["cell"] = [cfg_of[c].cell_key() for c in table.case]

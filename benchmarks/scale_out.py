@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from iwgan.engine.config import make_image_config
-from iwgan.engine.records import REPO_ROOT, now, write_json
+from iwgan.engine.records import REPO_ROOT, now
+from iwgan.files import write_json
 
 OUT = Path("results") / "benchmarks" / "scale_out.json"
 GRID = ["-m", "iwgan", "mode-coverage", "--profile", "tiny", "--mixtures", "ring",

@@ -13,6 +13,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from iwgan.core.methods import ADD_A_METHOD, get_method
 from iwgan.data.datasets import default_cache_dir
 from iwgan.engine.grid import GridInterrupted
 from iwgan.experiments import convergence, images, mode_coverage, regression, throughput
@@ -26,6 +27,21 @@ def cmd_reports(args) -> int:
     for path in build_all(args.out / "results", args.out / "reports"):
         print(f"report: {path}")
     return 0
+
+
+def cmd_check_method(args) -> int:
+    # Imported here: the check trains networks; the other commands never need it.
+    from iwgan.engine.conformance import check_method
+
+    checks = check_method(args.method)
+    method = get_method(args.method)
+    print(f"method {method.name!r}: {method.module.__name__} ({method.origin})")
+    for check in checks:
+        print(f"  {'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+    failed = [c.name for c in checks if not c.ok]
+    print(f"{len(checks) - len(failed)} of {len(checks)} checks passed"
+          + (f"; fix: {', '.join(failed)} ({ADD_A_METHOD})" if failed else ""))
+    return 1 if failed else 0
 
 
 def cmd_power(args) -> int:
@@ -125,6 +141,14 @@ def main(argv=None) -> int:
         p = sub.add_parser(name, help=help_text, description=description)
         module.add_arguments(p)
         p.set_defaults(func=module.command)
+    p = sub.add_parser("check-method", help="check a method module against the interface",
+                       description="Check a method (a built-in name, an installed method's "
+                       "name, or a module path such as mypkg.mymethod) against the method "
+                       "interface: one training step per phase on CPU, on points and where "
+                       "it declares so on images, stacked members against single runs, "
+                       "its logs and its typed options. Exit 1 if a check fails.")
+    p.add_argument("method", help="the method's name or module path")
+    p.set_defaults(func=cmd_check_method)
     p = sub.add_parser("reports", help="rebuild reports/ from results/ alone")
     p.add_argument("--out", type=Path, default=Path("."), help="root of results/ and reports/")
     p.set_defaults(func=cmd_reports)

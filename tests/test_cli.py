@@ -6,8 +6,8 @@ import os
 
 import pytest
 
+from iwgan import files
 from iwgan.cli import main
-from iwgan.engine import records
 
 GRID = ["mode-coverage", "--profile", "tiny", "--methods", "wgan_gp", "--mixtures", "ring",
         "--presets", "paper", "--seeds", "1", "--jobs", "1", "--no-report"]
@@ -31,7 +31,7 @@ def test_a_failing_disk_is_one_line_naming_the_path_and_the_fix(tmp_path, capsys
     def failing(path, data):
         raise OSError(code, os.strerror(code), str(path))
 
-    monkeypatch.setattr(records, "atomic_write_bytes", failing)
+    monkeypatch.setattr(files, "atomic_write_bytes", failing)
     rc = main([*GRID, "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1
@@ -90,12 +90,12 @@ def test_a_run_directory_that_is_a_file_is_refused(tmp_path, capsys):
 
 def test_a_grid_in_which_a_run_fails_exits_1_and_counts_it(tmp_path, capsys, monkeypatch):
     from iwgan.engine.records import read_results
-    from iwgan.experiments import mode_coverage
+    from iwgan.experiments import skeleton
 
-    def broken(unit, runs_root, progress=None):
+    def broken(unit, experiment, progress=None, **kw):
         raise RuntimeError("a broken run")
 
-    monkeypatch.setattr(mode_coverage, "run_unit", broken)
+    monkeypatch.setattr(skeleton, "run_unit", broken)
     assert main([*GRID, "--out", str(tmp_path)]) == 1
     captured = capsys.readouterr()
     assert "1 runs in" in captured.out and "0 finished, 0 diverged, 1 failed" in captured.out

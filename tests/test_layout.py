@@ -1,7 +1,7 @@
-"""The layout shows the architecture: no import cycle between the suite's modules, and a
-module imported inside a function only where that saves start-up time, with a comment
-that says so; every declared dependency is imported somewhere, and every third-party
-package imported is declared."""
+"""The layout shows the architecture: the suite's folders are floors and no import runs up a
+floor; no import cycle between the suite's modules, and a module imported inside a
+function only where that saves start-up time, with a comment that says so; every declared
+dependency is imported somewhere, and every third-party package imported is declared."""
 
 import ast
 import sys
@@ -64,6 +64,59 @@ def test_no_import_cycle_between_the_suites_modules():
     for node in sorted(graph):
         if node not in state:
             visit(node, [])
+
+
+# The floors, lowest first: a module imports from its own floor and those below, never
+# from one above (at module level or inside a function). Files written atomically are the
+# ground; the core (the method interface and registry, the networks, the losses, iWGAN,
+# the duality gap) imports no baseline, and finds every method, built-in or not, by name
+# at run time; the baselines are methods on the core; the data; the engine (configs, the
+# trainer, stacking, records, executors); the metrics (which score what the engine
+# trains); the reports (rebuilt from results alone); the experiments, which train, score
+# and then rebuild their reports; the command line on top.
+FLOORS = (
+    ("iwgan", "iwgan.files"),
+    ("iwgan.core",),
+    ("baselines",),
+    ("iwgan.data",),
+    ("iwgan.engine",),
+    ("iwgan.metrics",),
+    ("iwgan.reporting",),
+    ("iwgan.experiments",),
+    ("iwgan.cli", "iwgan.__main__"),
+)
+
+
+def floor_of(module: str) -> int:
+    """The floor of a module: that of the longest prefix FLOORS names."""
+    found = [(len(prefix), i) for i, floor in enumerate(FLOORS) for prefix in floor
+             if module == prefix or module.startswith(prefix + ".")]
+    assert found, f"{module} is on no floor: add it to FLOORS in tests/test_layout.py"
+    return max(found)[1]
+
+
+def test_every_module_is_on_a_floor_and_no_import_runs_up_one():
+    upward = []
+    for name, path in sorted(modules().items()):
+        mine = floor_of(name)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            for target in imported(node, name, path.name == "__init__.py"):
+                if target.split(".")[0] in PACKAGES and floor_of(target) > mine:
+                    upward.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name} "
+                                  f"({FLOORS[mine][0]}) imports {target} "
+                                  f"({FLOORS[floor_of(target)][0]})")
+    assert upward == []
+
+
+def test_the_floor_check_sees_an_upward_import():
+    """The check itself: the imports the layout once had, each running up a floor."""
+    assert floor_of("iwgan.core.duality_gap") < floor_of("baselines.wgan_gp")
+    assert floor_of("iwgan.data.datasets") < floor_of("iwgan.engine.records")
+    assert floor_of("iwgan.engine.config") < floor_of("iwgan.metrics.plateau")
+    assert floor_of("iwgan.reporting.convergence") < floor_of("iwgan.experiments.mode_coverage")
+    assert floor_of("iwgan.core.methods") == floor_of("iwgan.core.iwgan")
 
 
 def test_an_import_inside_a_function_says_why():

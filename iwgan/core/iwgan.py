@@ -20,17 +20,18 @@ from __future__ import annotations
 import torch
 
 from iwgan.core.losses import gradient_penalty, mmd_imq, reconstruction_error
-from iwgan.core.methods import Models, Phase, encode, generate, resolve_options  # noqa: F401
+from iwgan.core.methods import GapValue, Models, Option, Phase
 from iwgan.core.networks import build_networks
 
 HAS_ENCODER = True
-OPTIONS: dict = {"reconstruction": "l2"}
-RECONSTRUCTIONS = ("l2", "l2_squared")
+IMAGES = True
+USES = ("n_critic", "lambda_mmd")
+OPTIONS = {"reconstruction": Option("l2", choices=("l2", "l2_squared"),
+                                    help="the reconstruction term: the norm, or its square")}
 LOGS = ("critic_loss", "gradient_penalty", "objective_L", "reconstruction", "mmd", "dual_gap")
 
 
 def build(cfg) -> Models:
-    squared(cfg)   # refuses an unknown option value before anything trains
     nets = build_networks(cfg.arch, cfg.width, cfg.z_dim)
     return Models(generator=nets.generator, critic=nets.critic, encoder=nets.encoder,
                   optimized={"critic": ("critic",), "generator": ("generator", "encoder")})
@@ -39,14 +40,6 @@ def build(cfg) -> Models:
 def phases(cfg):
     return [Phase(critic_loss, "critic", cfg.n_critic, draws=("gp_eps",)),
             Phase(generator_loss, "generator", cfg.n_critic)]
-
-
-def squared(cfg) -> bool:
-    kind = resolve_options("iwgan", getattr(cfg, "options", {}))["reconstruction"]
-    if kind not in RECONSTRUCTIONS:
-        raise ValueError(f"method 'iwgan' option 'reconstruction' must be one of "
-                         f"{RECONSTRUCTIONS}, got {kind!r}")
-    return kind == "l2_squared"
 
 
 def objective_terms(m: Models, x, z, square: bool = False) -> dict:
@@ -67,6 +60,15 @@ def objective_L(m: Models, x, z) -> torch.Tensor:
     return objective_terms(m, x, z)["L"]
 
 
+def reconstructed(m: Models, x) -> torch.Tensor:
+    """G(Q(x)): the points f scores against G(z) in L."""
+    return m.generator(m.encoder(x))
+
+
+# The duality gap of eq. (4) measures L (iwgan.core.duality_gap).
+DUALITY_GAP = GapValue("eq4", objective_L, reconstructed)
+
+
 def critic_loss(m: Models, x, z, cfg, noise):
     with torch.no_grad():
         fake = m.generator(z)
@@ -77,7 +79,7 @@ def critic_loss(m: Models, x, z, cfg, noise):
 
 
 def generator_loss(m: Models, x, z, cfg, noise):
-    t = objective_terms(m, x, z, squared(cfg))
+    t = objective_terms(m, x, z, cfg.method_options["reconstruction"] == "l2_squared")
     mmd = mmd_imq(t["code"], z)
     with torch.no_grad():
         dual = m.critic(x).mean() - t["f_fake"]

@@ -22,6 +22,12 @@ def reconstruction_error(x: torch.Tensor, x_rec: torch.Tensor) -> torch.Tensor:
     return (x - x_rec).flatten(1).norm(dim=1)
 
 
+def wgan_value(m, x, z, fake=None) -> torch.Tensor:
+    """V(G, f) = E f(x) - E f(G(z)), the WGAN objective (2) (``fake``: G(z) if already
+    drawn)."""
+    return m.critic(x).mean() - m.critic(m.generator(z) if fake is None else fake).mean()
+
+
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor,
                      eps: torch.Tensor) -> torch.Tensor:
     """Gulrajani et al. 2017: E[(||grad f(x_hat)||_2 - 1)^2] on x_hat = e*real + (1-e)*fake,

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from iwgan.data import mnist_pickle
-from iwgan.engine.records import atomic_write_bytes
+from iwgan.files import atomic_write_bytes
 
 DATASETS = ("digits", "mnist", "celeba")
 SPLITS = ("train", "validation", "test")

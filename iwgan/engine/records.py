@@ -3,16 +3,14 @@
 A run directory holds ``config.json`` and ``manifest.json`` (written before training),
 ``log.jsonl`` (one line per logged iteration), ``metrics.json``, ``samples.npy`` (the
 evaluation samples, so anyone can re-score them) and ``checkpoint.pt``. Every write that
-replaces a file goes through a temporary file and ``os.replace``, so an interrupted run
-never leaves a half-written record.
+replaces a file goes through :mod:`iwgan.files` (a temporary file and ``os.replace``), so
+an interrupted run never leaves a half-written record.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import errno
-import fcntl
 import hashlib
 import io
 import json
@@ -20,8 +18,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -31,90 +27,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from iwgan.files import atomic_write_text, command_line, locked
+
 SCHEMA_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parents[2]   # the checkout the suite runs from
 PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pot", "pandas", "pytorch-fid")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# Files are written as the user's umask says (mkstemp would leave them 0600).
-FILE_MODE = 0o666 & ~_umask()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``, so that a
-    reader (or an interruption) never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-LOCK_PATIENCE = 2.0   # seconds a writer waits for a lock before it says what it waits for
-
-
-@contextlib.contextmanager
-def locked(path: Path):
-    """Hold an exclusive lock on ``path`` (through ``<path>.lock``) for a read-modify-write,
-    so that two processes writing one results file at once both keep their rows. A lock
-    held longer than :data:`LOCK_PATIENCE` gets one line on stderr naming the lock file
-    and the process holding it (its pid and command, written in the file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = path.with_name(path.name + ".lock")
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, FILE_MODE)
-    try:
-        deadline = time.monotonic() + LOCK_PATIENCE
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() < deadline:
-                    time.sleep(0.05)
-                    continue
-                holder = os.pread(fd, 4096, 0).decode(errors="replace").strip()
-                print(f"waiting for the lock {lock}, held by {holder or 'another process'}: "
-                      "it is released when that process finishes writing or ends",
-                      file=sys.stderr, flush=True)
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                break
-        try:
-            me = f"pid {os.getpid()} ({command_line()})\n".encode()
-            os.pwrite(fd, me, 0)
-            os.ftruncate(fd, len(me))
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
-def update_json(path: Path, update) -> dict:
-    """``update(record)`` on the JSON record at ``path`` (empty if absent), under its lock,
-    written back atomically; returns the new record."""
-    path = Path(path)
-    with locked(path):
-        record = json.loads(path.read_text()) if path.exists() else {}
-        update(record)
-        write_json(path, record)
-    return record
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
 
 
 def read_json(path: Path, fix: str):
@@ -142,29 +59,6 @@ def read_text(path: Path, missing: str, fix: str) -> str:
                errno.EISDIR: "a folder stands where the file should be: move it away"}
         raise ResultsError(f"cannot read {path}: {err.strerror or err}; "
                            f"{why.get(err.errno, 'check the path and retry')}") from None
-
-
-def write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def save_npy(path: Path, array: np.ndarray) -> None:
-    buf = io.BytesIO()
-    np.save(buf, array)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def save_npz(path: Path, arrays: dict) -> None:
-    """Arrays as one compressed .npz, atomically."""
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def save_torch(path: Path, obj) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def now() -> str:
@@ -203,13 +97,6 @@ def package_versions() -> dict:
         except metadata.PackageNotFoundError:
             out[name] = None
     return out
-
-
-def command_line() -> str:
-    """How this process was started, as a user would type it."""
-    prog = Path(sys.argv[0])
-    name = (f"python -m {prog.parent.name}" if prog.name == "__main__.py" else prog.name)
-    return " ".join([name, *sys.argv[1:]])
 
 
 def cpu_model() -> str:
@@ -266,25 +153,6 @@ def manifest_columns(record: dict) -> dict:
             "threads": record["threads"],
             "deterministic": record["deterministic"]["use_deterministic_algorithms"],
             "started": record["started"]}
-
-
-class RunDir:
-    """A run's directory, started afresh: the log and the ``metrics.json`` of an earlier
-    attempt are removed, so that a ``metrics.json`` always belongs to a run that ended."""
-
-    def __init__(self, root: Path, cfg):
-        self.path = Path(root) / cfg.run_id
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.path / "log.jsonl"
-        self.log_path.unlink(missing_ok=True)
-        (self.path / "metrics.json").unlink(missing_ok=True)
-
-    def log(self, record: dict) -> None:
-        with open(self.log_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-
-    def write(self, name: str, obj) -> None:
-        write_json(self.path / name, obj)
 
 
 def check_run_dirs(root: Path, configs) -> None:
@@ -608,19 +476,3 @@ def read_image_results(path: Path, required=(), damaged: str = "raise") -> pd.Da
     (:func:`read_results`)."""
     return read_results(path, required, keys=IMAGE_KEY_COLUMNS, run_first="run an image "
                         "experiment first (e.g. `nox -s replicate_digits`)", damaged=damaged)
-
-
-def upsert_image_results(path: Path, rows: list[dict]) -> pd.DataFrame:
-    """Add ``rows``, replacing earlier rows of the same run_id; atomic."""
-    return upsert_results(path, rows, keys=IMAGE_KEY_COLUMNS,
-                          order=("dataset", "profile", "method", "seed"))
-
-
-def finished_image_runs(path: Path) -> set[tuple[str, str]]:
-    """(run_id, config_hash) of the finished image runs; a damaged row is not finished
-    (it is named on stderr, and ``--resume`` runs it again)."""
-    if not Path(path).exists():
-        return set()
-    df = read_image_results(path, required=["status", "config_hash"], damaged="warn")
-    done = df[df["status"] == "finished"]
-    return set(zip(done["run_id"], done["config_hash"]))

@@ -2,15 +2,17 @@
 once (iwgan.engine.stacking; K = 1 is a single run), on points or images, on any device.
 
 Every outer iteration runs the method's phases in order, each ``count`` times on fresh
-draws; it knows nothing of any one method. Around that loop, what an experiment needs
-comes through hooks (:class:`Hook`): logging, evaluation every M iterations, sample
-grids, checkpoints, progress. The trainer itself does what concerns the members' fate:
+draws; it knows nothing of any one method, nor of any one kind of data. Around that
+loop, what an experiment needs comes through hooks (:class:`Hook`): logging, evaluation
+every M iterations, sample grids, checkpoints, progress, and rules that end a member
+early, such as Algorithm 1's stopping rule (:class:`StopRule`). The trainer itself does
+what concerns the members' fate:
 
 - divergence per member: a member whose logged losses turn non-finite is finished at
   that iteration ("diverged"); its NaNs stay in its own slices of the stacked tensors,
   so the others train on unaffected;
-- Algorithm 1's stopping rule per member (``stop_rule``): a member that meets it is
-  finished at that iteration ("stopped_early") with a copy of its networks then;
+- a member a hook ends (``on_values`` returns its status, e.g. "stopped_early") is
+  finished at that iteration with a copy of its networks then;
 - the moving average of G's and Q's weights (``ema``), which evaluations and the results
   use where it is set (iwgan.engine.stacking.Members.update_average);
 - the learning-rate schedule (``lr_schedule``), autocast (``precision``) and the memory
@@ -26,7 +28,6 @@ member's share of a stack's time is the stack's divided by K.
 from __future__ import annotations
 
 import contextlib
-import io
 import math
 import time
 from collections import deque
@@ -38,11 +39,11 @@ import torch
 from iwgan.core.duality_gap import stop_rule_met
 from iwgan.core.methods import Models
 from iwgan.data.mixtures import MixtureBatches
-from iwgan.engine.config import lr_factor
+from iwgan.engine.config import STOP_RULE_LOGS, lr_factor
 from iwgan.engine.devices import configure_torch, is_cuda
 from iwgan.engine.distributed import ONE, World, average
-from iwgan.engine.records import atomic_write_bytes
 from iwgan.engine.stacking import Members
+from iwgan.files import save_torch
 
 
 class TrainingClock:
@@ -119,6 +120,11 @@ class Hook:
     def on_start(self, trainer: Trainer) -> None:
         """After set-up (and a resume), before the first iteration."""
 
+    def on_values(self, trainer: Trainer, k: int, it: int, values: dict) -> str | None:
+        """Member k's finite logged values of iteration ``it`` (floats); return a status
+        (e.g. "stopped_early") to finish the member at this iteration."""
+        return None
+
     def on_log(self, trainer: Trainer, k: int, record: dict) -> None:
         """Member k's record of a logged iteration (losses as floats, iteration, time)."""
 
@@ -130,6 +136,13 @@ class Hook:
 
     def on_end(self, trainer: Trainer) -> None:
         """After the last iteration."""
+
+    def state_dict(self):
+        """What a resumed run needs of this hook (None: nothing); saved in checkpoints."""
+        return None
+
+    def load_state_dict(self, state) -> None:
+        """Continue from :meth:`state_dict`'s ``state``."""
 
 
 class Trainer:
@@ -162,9 +175,6 @@ class Trainer:
         self.ended_at: list[int | None] = [None] * k
         self.snapshots: list[Models | None] = [None] * k
         self.histories: list[list] = [[] for _ in range(k)]
-        window = getattr(self.cfg, "stop_window", 1)   # the stopping rule's (mixture runs)
-        self.windows = [{name: deque(maxlen=window) for name in ("dual_gap", "objective_L")}
-                        for _ in range(k)]
         self.resumed_from, previous = 0, 0.0
         if resume is not None and Path(resume).exists():
             previous = self.load_checkpoint(resume)
@@ -234,22 +244,20 @@ class Trainer:
         if not all(math.isfinite(v) for v in values.values()):
             self._end_member(k, it, "diverged")
             return
-        stopped = False
-        if getattr(cfg, "stop_rule", False):
-            for name, window in self.windows[k].items():
-                window.append(values[name])
-            stopped = stop_rule_met(self.windows[k], cfg)
-        if it % cfg.log_every == 0 or it == cfg.iterations or stopped:
+        ending = None
+        for hook in self.hooks:
+            ending = hook.on_values(self, k, it, values) or ending
+        if it % cfg.log_every == 0 or it == cfg.iterations or ending:
             record = {"iteration": it, "wall_time": self.share(), **values}
             self.histories[k].append(record)
             for hook in self.hooks:
                 hook.on_log(self, k, record)
-        if stopped:
-            self._end_member(k, it, "stopped_early")
+        if ending:
+            self._end_member(k, it, ending)
 
     def _end_member(self, k: int, it: int, status: str) -> None:
         self.status[k], self.ended_at[k] = status, it
-        if status == "stopped_early":
+        if status != "diverged":
             # The members of a stack train on together: keep this one's networks as they
             # are now, as its single run would end.
             self.snapshots[k] = self.members.member(k)
@@ -286,13 +294,12 @@ class Trainer:
                 "data": self.data.state_dict() if hasattr(self.data, "state_dict") else None,
                 "status": self.status, "ended_at": self.ended_at,
                 "snapshots": [None if m is None else m.state_dict() for m in self.snapshots],
-                "windows": [{n: list(w) for n, w in win.items()} for win in self.windows],
+                "hooks": {type(h).__name__: s for h in self.hooks
+                          if (s := h.state_dict()) is not None},
                 "histories": self.histories}
 
     def save_checkpoint(self, path: Path) -> None:
-        buf = io.BytesIO()
-        torch.save(self.checkpoint_state(), buf)
-        atomic_write_bytes(path, buf.getvalue())
+        save_torch(path, self.checkpoint_state())
 
     def load_checkpoint(self, path: Path) -> float:
         """Continue from ``path``; refused if it was written under other configs. Returns
@@ -309,9 +316,10 @@ class Trainer:
             self.data.load_state_dict(state["data"])
         self.iteration = self.resumed_from = state["iteration"]
         self.status, self.ended_at = state["status"], state["ended_at"]
-        for k, win in enumerate(state["windows"]):
-            for n, values in win.items():
-                self.windows[k][n].extend(values)
+        saved = state.get("hooks", {})
+        for hook in self.hooks:
+            if type(hook).__name__ in saved:
+                hook.load_state_dict(saved[type(hook).__name__])
         self.histories = state["histories"]
         return state["train_seconds"]
 
@@ -381,10 +389,15 @@ class LogTo(Hook):
 
 
 class Progress(Hook):
-    """``callback(1)`` after every iteration (a tqdm bar's ``update``, a worker's tick)."""
+    """``callback(1)`` after every iteration (a tqdm bar's ``update``, a worker's tick),
+    and ``callback(n)`` at the start of a run resumed after iteration n."""
 
     def __init__(self, callback):
         self.callback = callback
+
+    def on_start(self, trainer: Trainer) -> None:
+        if trainer.iteration:
+            self.callback(trainer.iteration)
 
     def on_iteration(self, trainer: Trainer) -> None:
         self.callback(1)
@@ -411,7 +424,7 @@ class Evaluate(Hook):
             self._evaluate(trainer, trainer.live_members())
 
     def on_member_end(self, trainer: Trainer, k: int) -> None:
-        if trainer.status[k] == "stopped_early":
+        if trainer.status[k] != "diverged":
             self._evaluate(trainer, [k])
 
     def on_iteration(self, trainer: Trainer) -> None:
@@ -420,11 +433,41 @@ class Evaluate(Hook):
             self._evaluate(trainer, trainer.live_members())
 
 
+class StopRule(Hook):
+    """Algorithm 1's stopping rule, per member (iwgan.core.duality_gap.stop_rule_met, on
+    the logged duality gap and L over the config's ``stop_window``): a member that meets
+    it is finished at that iteration ("stopped_early")."""
+
+    def __init__(self, cfgs):
+        self.cfgs = list(cfgs)
+        self.windows = [{name: deque(maxlen=c.stop_window) for name in STOP_RULE_LOGS}
+                        for c in self.cfgs]
+
+    def on_values(self, trainer: Trainer, k: int, it: int, values: dict) -> str | None:
+        for name, window in self.windows[k].items():
+            window.append(values[name])
+        return "stopped_early" if stop_rule_met(self.windows[k], self.cfgs[k]) else None
+
+    def state_dict(self) -> list:
+        return [{name: list(w) for name, w in windows.items()} for windows in self.windows]
+
+    def load_state_dict(self, state) -> None:
+        for windows, saved in zip(self.windows, state):
+            for name, values in saved.items():
+                windows[name].extend(values)
+
+
+def mixture_hooks(cfgs) -> list[Hook]:
+    """What mixture runs ask of the trainer beyond the loop: Algorithm 1's stopping rule
+    where their configs set ``stop_rule``."""
+    return [StopRule(cfgs)] if cfgs[0].stop_rule else []
+
+
 def train(cfgs, data=None, hooks=(), resume: Path | None = None) -> list[MemberResult]:
-    """Train ``cfgs`` (a config or a list of configs of one method) and return one
-    :class:`MemberResult` per config; mixture configs need no ``data``."""
+    """Train mixture runs ``cfgs`` (a config or a list of configs of one method) on their
+    mixtures (or on ``data``), with :func:`mixture_hooks`, and return one
+    :class:`MemberResult` per config."""
     if not isinstance(cfgs, (list, tuple)):
         cfgs = [cfgs]
-    if data is None:
-        data = MixtureBatches(cfgs)
-    return Trainer(cfgs, data, hooks, resume).fit()
+    data = MixtureBatches(cfgs) if data is None else data
+    return Trainer(cfgs, data, [*hooks, *mixture_hooks(cfgs)], resume).fit()

@@ -1,4 +1,5 @@
-"""What the grid commands share: their arguments, their configs, and how a grid ends."""
+"""What the grid commands share: their arguments, their configs, and the experiment base
+of the mixture grids (mode coverage, convergence)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,16 @@ from pathlib import Path
 
 import torch
 
-from iwgan.core.methods import METHOD_NAMES
-from iwgan.data.mixtures import MIXTURES, PRESETS
+from iwgan.core.methods import METHOD_NAMES, SHARED_SETTINGS, get_method
+from iwgan.data.mixtures import MIXTURES, PRESETS, MixtureBatches
 from iwgan.engine.config import MAX_SEED, PROFILES, MixtureConfig, make_config, parse_field
 from iwgan.engine.devices import check_device, default_device
 from iwgan.engine.executors import add_executor_arguments, local_jobs
-from iwgan.engine.records import now, update_json
+from iwgan.engine.records import now
 from iwgan.engine.stacking import STACK_MODES
+from iwgan.engine.trainer import LogTo, Trainer, mixture_hooks
+from iwgan.experiments.skeleton import Experiment
+from iwgan.files import save_torch
 from iwgan.metrics.plateau import check_assessable
 
 
@@ -43,9 +47,28 @@ def add_device_argument(p: argparse.ArgumentParser) -> None:
 DEFAULT_SEEDS, CONVERGED_SEEDS = 3, 5   # seeds a cell: the grids', the converged table's
 
 
+def add_methods_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--methods", nargs="+", default=list(METHOD_NAMES), metavar="METHOD",
+                   help=f"methods to run: built-in ({' '.join(METHOD_NAMES)}, the default), "
+                   "the name an installed package gives its method, or a method module's "
+                   "dotted path (docs/add-a-method.md)")
+
+
+def note_unused_settings(configs, asked: dict) -> None:
+    """Say which methods of the grid do not read a setting the command line sets (their
+    runs keep the profile's value: iwgan.engine.config)."""
+    for name in SHARED_SETTINGS:
+        if asked.get(name) is None:
+            continue
+        ignore = sorted({c.method for c in configs} - {c.method for c in configs
+                                                       if name in get_method(c.method).uses})
+        if ignore:
+            print(f"note: {', '.join(ignore)} do not read {name}: their runs keep the "
+                  f"profile's {name}")
+
+
 def add_grid_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--methods", nargs="+", default=list(METHOD_NAMES), choices=METHOD_NAMES,
-                   metavar="METHOD", help=f"methods to run (default: all of {METHOD_NAMES})")
+    add_methods_argument(p)
     p.add_argument("--mixtures", nargs="+", default=list(MIXTURES), choices=MIXTURES,
                    metavar="MIXTURE", help=f"mixtures (default: {' '.join(MIXTURES)})")
     p.add_argument("--presets", nargs="+", default=list(PRESETS), choices=PRESETS,
@@ -154,43 +177,8 @@ def grid_configs(args) -> list:
             for s in seeds_of(args, profile)]
     if profile == "converged":   # its tables say which runs converged: they must be able to
         check_assessable(configs[0].iterations, configs[0].curve_points)
+    note_unused_settings(configs, overrides)
     return configs
-
-
-def grid_summary(rows, wall: float) -> str:
-    """One line: how many runs finished, diverged and failed, naming the last two."""
-    def named(status):
-        ids = [r["run_id"] for r in rows if r["status"] == status]
-        return f"{len(ids)} {status}" + (f" ({', '.join(ids)})" if ids else "")
-
-    trained = sum(r["status"] in ("finished", "stopped_early") for r in rows)
-    return f"{len(rows)} runs in {wall:.0f} s: {trained} finished, {named('diverged')}, " \
-        f"{named('failed')}"
-
-
-def finish_grid(args, experiment: str, configs, rows, wall: float) -> int:
-    """Record the grid's wall time, say what finished, diverged and failed, rebuild the
-    experiment's report and the scorecard; exit status 1 when a run failed (its row says
-    why), else 0."""
-    results = args.out / "results"
-    record_wall_time(results / "benchmarks" / f"{experiment}_wall_time.json", configs, rows,
-                     wall, args.jobs)
-    print(grid_summary(rows, wall))
-    if not args.no_report:
-        # Imported here: the report modules pull in matplotlib and seaborn, which the
-        # grid's worker processes never need.
-        report = importlib.import_module(f"iwgan.reporting.{experiment}")
-        print(f"report: {report.build_report(results, args.out / 'reports')}")
-        # the scorecard's verdicts read this experiment's results too
-        scorecard = importlib.import_module("iwgan.reporting.scorecard")
-        print(f"report: {scorecard.build_report(results, args.out / 'reports')}")
-    failed = [r for r in rows if r["status"] == "failed"]
-    if failed:
-        print(f"error: {len(failed)} run(s) failed, e.g. {failed[0]['run_id']}: "
-              f"{failed[0].get('error')}; fix the cause and re-run with --resume",
-              file=sys.stderr)
-        return 1
-    return 0
 
 
 def wall_time_key(name: str, grid: dict, whole: dict, configs) -> str:
@@ -205,22 +193,49 @@ def wall_time_key(name: str, grid: dict, whole: dict, configs) -> str:
     return f"{name}-{hashlib.sha256(json.dumps(ran, sort_keys=True).encode()).hexdigest()[:8]}"
 
 
-def record_wall_time(path: Path, configs, rows, wall: float, jobs: int) -> None:
-    """The grid's wall time, under its :func:`wall_time_key` (the file is updated under
-    its lock)."""
-    grid = {"methods": sorted({c.method for c in configs}),
-            "mixtures": sorted({c.mixture for c in configs}),
-            "presets": sorted({c.preset for c in configs}),
-            "seeds": sorted({c.seed for c in configs})}
-    whole = {"methods": sorted(METHOD_NAMES), "mixtures": sorted(MIXTURES),
-             "presets": sorted(PRESETS), "seeds": grid["seeds"]}
-    key = wall_time_key(",".join(sorted({c.profile for c in configs})), grid, whole, configs)
-    entry = {
-        "runs": len(rows), "wall_seconds": round(wall, 1), "jobs": jobs, **grid,
-        "device": sorted({c.device for c in configs}),
-        "cpu_count": os.cpu_count(), "platform": platform.platform(), "date": now(),
-        # Other processes on the machine inflate wall time: the 1-, 5- and 15-minute load
-        # averages at the end of the grid say how busy it was.
-        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-    }
-    update_json(path, lambda record: record.update({key: entry}))
+class MixtureExperiment(Experiment):
+    """What the mixture grids share: their rows' first columns, training (stacked members,
+    Algorithm 1's stopping rule where asked), the networks kept at the end, and the
+    wall-time record."""
+
+    def columns(self, cfg) -> dict:
+        return {"run_id": cfg.run_id, "method": cfg.method, "mixture": cfg.mixture,
+                "preset": cfg.preset, "seed": cfg.seed, "profile": cfg.profile,
+                "iterations": cfg.iterations, "width": cfg.width,
+                "batch_size": cfg.batch_size, "lr": cfg.lr, "lr_schedule": cfg.lr_schedule,
+                "n_critic": cfg.n_critic, "ema": cfg.ema, "config_hash": cfg.hash(),
+                "cell": cfg.cell_key()}
+
+    def train(self, unit, runs, hooks, resume=False, stop_after=None):
+        for run in runs:   # a mixture run starts over: its log does too
+            (run.path / "log.jsonl").unlink(missing_ok=True)
+        hooks = [LogTo([run.log for run in runs]), *hooks, *mixture_hooks(unit)]
+        return Trainer(unit, MixtureBatches(unit), hooks).fit(until=stop_after)
+
+    def keep(self, run, result) -> None:
+        """The trained member's networks and optimiser states, in its run directory."""
+        save_torch(run.path / "checkpoint.pt", result.checkpoint())
+
+    def wall_time(self, configs, rows, wall, jobs):
+        grid = {"methods": sorted({c.method for c in configs}),
+                "mixtures": sorted({c.mixture for c in configs}),
+                "presets": sorted({c.preset for c in configs}),
+                "seeds": sorted({c.seed for c in configs})}
+        whole = {"methods": sorted(METHOD_NAMES), "mixtures": sorted(MIXTURES),
+                 "presets": sorted(PRESETS), "seeds": grid["seeds"]}
+        key = wall_time_key(",".join(sorted({c.profile for c in configs})), grid, whole,
+                            configs)
+        # Other processes on the machine inflate wall time: the load averages at the end
+        # of the grid (iwgan.experiments.skeleton.finish) say how busy it was.
+        return key, {"runs": len(rows), "wall_seconds": round(wall, 1), "jobs": jobs, **grid,
+                     "device": sorted({c.device for c in configs}),
+                     "cpu_count": os.cpu_count(), "platform": platform.platform(),
+                     "date": now()}
+
+    def report(self, results, reports):
+        # Imported here: the report modules pull in matplotlib and seaborn, which the
+        # grid's worker processes never need.
+        report = importlib.import_module(f"iwgan.reporting.{self.name}")
+        # the scorecard's verdicts read this experiment's results too
+        scorecard = importlib.import_module("iwgan.reporting.scorecard")
+        return [report.build_report(results, reports), scorecard.build_report(results, reports)]

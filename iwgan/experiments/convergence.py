@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import hashlib
 import json
 import math
@@ -45,45 +44,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
-from iwgan.core import quality
-from iwgan.core.duality_gap import duality_gap, stop_rule_met
+from iwgan.core.duality_gap import duality_gap, gap_value, stop_rule_met
 from iwgan.core.methods import get_method
 from iwgan.data.mixtures import get_mixture
-from iwgan.engine.devices import configure_torch
-from iwgan.engine.executors import (
-    ExecutorOptions,
-    LocalExecutor,
-    executor_options,
-    open_executor,
-)
-from iwgan.engine.grid import unfinished
-from iwgan.engine.records import (
-    RunDir,
-    check_run_dirs,
-    curve_frame,
-    manifest,
-    now,
-    read_results,
-    save_npz,
-    save_torch,
-    update_json,
-    upsert_curves,
-    upsert_results,
-)
+from iwgan.engine.executors import executor_options, open_executor
 from iwgan.engine.seeds import derived_generator
-from iwgan.engine.stacking import plan_stacks
-from iwgan.engine.trainer import Evaluate, LogTo, Progress, train
 from iwgan.experiments.common import (
+    MixtureExperiment,
     add_grid_arguments,
-    finish_grid,
     grid_configs,
     positive_int,
 )
-from iwgan.experiments.mode_coverage import base_row, evaluate
+from iwgan.experiments.mode_coverage import MixtureCurve, evaluate
+from iwgan.experiments.skeleton import finish, jsonable, run_experiment
+from iwgan.files import append_jsonl, save_npz, update_json, write_json
+from iwgan.metrics import quality
 from iwgan.metrics.mixture import score_modes, w1_exact, w1_floor
-from iwgan.metrics.plateau import assessable, check_window, plateau
+from iwgan.metrics.plateau import check_window
 from iwgan.metrics.statistics import spearman
 
 SNAPSHOT_POINTS = 400
@@ -134,12 +112,15 @@ class ConvergenceOptions:
 # Evaluation every M iterations
 # ---------------------------------------------------------------------------------------
 
-class Evaluator:
-    """The ``on_eval`` hook: one record per evaluation, appended to the run's
-    metric-*.jsonl files; keeps the samples of every evaluation for the figures."""
+class Evaluator(MixtureCurve):
+    """The convergence curve: every ``eval_every`` iterations W1 and Theorem 2.2's terms,
+    mode coverage and the duality gap, each evaluation also appended to the run's
+    metric-*.jsonl files (when it has a run directory); keeps the samples of every
+    evaluation for the figures."""
 
-    def __init__(self, cfg, opts: ConvergenceOptions, run: RunDir | None = None):
-        self.cfg, self.opts, self.run = cfg, opts, run
+    def __init__(self, cfg, opts: ConvergenceOptions, run=None):
+        super().__init__(cfg, opts.eval_every)
+        self.opts, self.run, self.w1_samples = opts, run, opts.w1_samples
         self.method = get_method(cfg.method)
         self.mixture = get_mixture(cfg.mixture, cfg.preset)
         ref = derived_generator(cfg.seed, "eval-reference")
@@ -147,29 +128,23 @@ class Evaluator:
         self.z = torch.randn(n, cfg.z_dim, generator=ref)
         self.real = self.mixture.sample(opts.w1_samples, generator=ref).numpy()
         self.real_other = self.mixture.sample(opts.decomposition_samples, generator=ref)
-        self.records: list[dict] = []
         self.snapshots: list[np.ndarray] = []
-        self.last_log: dict = {}
-        self.train_seconds = 0.0
-        self.seconds = 0.0
+        # Before the clock starts: the floor is cached per process and importing POT
+        # (~3 s) would otherwise be charged to the first evaluation.
+        w1_floor(cfg.mixture, cfg.preset, opts.w1_samples)
+        if run is not None:
+            for old in run.path.glob("metric-*.jsonl"):
+                old.unlink()
 
-    def on_log(self, record: dict) -> None:
-        self.last_log = record
-        self.train_seconds = record["wall_time"]
-        if self.run:
-            self.run.log(record)
-
-    def __call__(self, it: int, models) -> None:
-        start = time.perf_counter()
+    def measure(self, it: int, models) -> dict:
         cfg, opts = self.cfg, self.opts
         gen = derived_generator(cfg.seed, f"eval-{it}")
         samples = self.method.generate(models, self.z[:cfg.eval_samples]).numpy()
         fake = self.method.generate(models, self.z[:opts.w1_samples]).numpy()
-        record = {"iteration": it, "train_seconds": self.train_seconds if it else 0.0,
-                  "w1": w1_exact(fake, self.real), "w1_recon": float("nan"),
+        record = {"w1": w1_exact(fake, self.real), "w1_recon": float("nan"),
                   "w1_latent": float("nan"),
                   **score_modes(samples, self.mixture.centres, self.mixture.std)}
-        if self.method.HAS_ENCODER:
+        if self.method.has_encoder:
             d = opts.decomposition_samples
             recon = self.method.generate(models, self.method.encode(models, self.real_other))
             record["w1_recon"] = w1_exact(self.real[:d], recon.numpy())
@@ -180,16 +155,16 @@ class Evaluator:
             else None
         record["gap_cheap_batch"] = float("nan") if batch_gap is None else batch_gap
         self.snapshots.append(fake[:SNAPSHOT_POINTS].astype(np.float32))
-        record["eval_seconds"] = time.perf_counter() - start
-        self.seconds += record["eval_seconds"]
-        self.records.append(record)
-        if self.run:
+        return record
+
+    def __call__(self, it: int, models) -> dict:
+        record = super().__call__(it, models)
+        if self.run is not None:
             for name, keys in METRIC_FILES.items():
-                line = {"iteration": it, "train_seconds": record["train_seconds"],
-                        **{k: record[k] for k in keys}}
-                with open(self.run.path / f"metric-{name}.jsonl", "a") as fh:
-                    fh.write(json.dumps({k: None if isinstance(v, float) and math.isnan(v)
-                                         else v for k, v in line.items()}) + "\n")
+                append_jsonl(self.run.path / f"metric-{name}.jsonl", jsonable(
+                    {"iteration": it, "train_seconds": record["train_seconds"],
+                     **{k: record[k] for k in keys}}))
+        return record
 
 
 # ---------------------------------------------------------------------------------------
@@ -236,8 +211,7 @@ def stopping_analysis(history: list[dict], curve: pd.DataFrame, cfg) -> dict:
     return out
 
 
-def summarise(curve: pd.DataFrame, history: list[dict], cfg, opts, n_modes: int,
-              iterations: int) -> dict:
+def summarise(curve: pd.DataFrame, history: list[dict], cfg, opts, n_modes: int) -> dict:
     floor = w1_floor(cfg.mixture, cfg.preset, opts.w1_samples)
     threshold = opts.w1_floor_factor * floor
     it_a, sec_a = first_reached(curve, (curve.modes == n_modes)
@@ -257,10 +231,6 @@ def summarise(curve: pd.DataFrame, history: list[dict], cfg, opts, n_modes: int,
     for est in GAP_ESTIMATES:
         row[f"spearman_{est}"] = spearman(curve[est], curve.w1)
     row.update(stopping_analysis(history, curve, cfg))
-    # The plateau rule (iwgan.metrics.plateau) on this curve; NaN when too few of its
-    # evaluations fall in the last quarter (e.g. 1,500 iterations evaluated every 250).
-    row.update(plateau(curve, iterations, floor) if assessable(curve, iterations)
-               else {"converged": np.nan})
     return row
 
 
@@ -282,7 +252,7 @@ def final_analysis(models, cfg, opts) -> tuple[dict, dict]:
     nan_keys = ("latent_mmd", "latent_mmd_p", "ks_rejected", "shapiro_rejected",
                 "code_mean_abs", "code_std_min", "code_std_max", "auroc", "hdr_lo",
                 "hdr_hi", "hdr_coverage", "quality_inlier", "quality_far")
-    if not method.HAS_ENCODER:
+    if not method.has_encoder:
         return {**row, **dict.fromkeys(nan_keys, float("nan"))}, arrays
     real = mixture.sample(500, generator=gen)
     codes = method.encode(models, real).numpy()
@@ -313,120 +283,74 @@ def final_analysis(models, cfg, opts) -> tuple[dict, dict]:
 # One run, and the grid
 # ---------------------------------------------------------------------------------------
 
-class ConvergenceRun:
-    """One run's record: its run directory, manifest, results row and evaluator; written
-    before training, finished with the trained member by :meth:`finish`."""
+class Convergence(MixtureExperiment):
+    """Every run evaluated every ``opts.eval_every`` iterations (:class:`Evaluator`), then
+    summarised, evaluated by the mode-coverage protocol and analysed (latent space,
+    quality score, interpolations); its arrays go to
+    ``results/convergence_artifacts/<run>.npz``."""
 
-    def __init__(self, cfg, opts: ConvergenceOptions, out: Path, stacked: list[str]):
-        self.cfg, self.opts, self.out = cfg, opts, Path(out)
-        self.run = RunDir(self.out / "runs" / "convergence", cfg)
-        for old in self.run.path.glob("metric-*.jsonl"):
-            old.unlink()
-        self.record = manifest(cfg, stacked=stacked)
-        self.run.write("config.json", cfg.to_dict())
-        self.run.write("convergence_options.json", asdict(opts))
-        self.run.write("manifest.json", self.record)
-        self.row = {**base_row(cfg, self.record, len(stacked)),
-                    **{f"opt_{k}": v for k, v in asdict(opts).items()},
-                    "options_hash": opts.hash(),
-                    "gap_kind": "eq4" if get_method(cfg.method).HAS_ENCODER else "wgan"}
-        self.evaluator = Evaluator(cfg, opts, self.run)
-        # Before the clock starts: the floor is cached per process and importing POT (~3 s)
-        # would otherwise be charged to the first evaluation.
-        w1_floor(cfg.mixture, cfg.preset, opts.w1_samples)
+    name = "convergence"
+    curve_metrics = CURVE_METRICS
+    runs = "runs/convergence"
 
-    def finish(self, result):
-        """The results row and the curves of the trained member ``result``
-        (iwgan.engine.trainer.MemberResult)."""
-        cfg, opts, row, ev = self.cfg, self.opts, self.row, self.evaluator
-        if result.status == "diverged":
-            row.update(status="diverged", diverged_at=result.diverged_at,
-                       iterations_run=result.diverged_at, train_seconds=result.wall_time,
-                       eval_seconds=ev.seconds, finished=now())
-            self.run.write("metrics.json", {**row, "error": "non-finite loss at iteration "
-                                                            f"{result.diverged_at}"})
-            return row, curve_frame(ev.records, row, CURVE_METRICS)
-        models, wall_time = result.models, result.wall_time
-        curve = pd.DataFrame(ev.records)
+    def __init__(self, out: Path = Path("."), opts: ConvergenceOptions | None = None):
+        super().__init__(out)
+        self.opts = opts or ConvergenceOptions()
+
+    def finished_with(self) -> dict:
+        # A changed --eval-every or --w1-samples changes the curves: such runs re-run.
+        return {"options_hash": self.opts.hash()}
+
+    def begin(self, configs) -> None:
+        record_thresholds(self.out / "results" / "convergence_thresholds.json", configs,
+                          self.opts)
+
+    def prepare(self, configs, resume) -> None:
+        for method in sorted({c.method for c in configs}):
+            gap_value(get_method(method))   # one line on a method without a duality gap
+
+    def columns(self, cfg) -> dict:
+        return {**super().columns(cfg), **{f"opt_{k}": v for k, v in asdict(self.opts).items()},
+                "options_hash": self.opts.hash(),
+                "gap_kind": gap_value(get_method(cfg.method)).kind}
+
+    def curve(self, cfg, run):
+        write_json(run.path / "convergence_options.json", asdict(self.opts))
+        return Evaluator(cfg, self.opts, run)
+
+    def measure(self, cfg, result, curve, run) -> dict:
+        frame = pd.DataFrame(curve.records)
         n_modes = get_mixture(cfg.mixture, cfg.preset).n_modes
-        row.update(status=result.status, diverged_at=np.nan,
-                   iterations_run=result.iterations, train_seconds=wall_time,
-                   eval_seconds=ev.seconds, evaluations=len(curve),
-                   eval_overhead_pct=100 * ev.seconds / max(wall_time, 1e-9))
-        row.update(summarise(curve, result.history, cfg, opts, n_modes, result.iterations))
-        final_start = time.perf_counter()
-        metrics, _ = evaluate(cfg, models)
+        row = {"eval_seconds": curve.seconds, "evaluations": len(frame),
+               "eval_overhead_pct": 100 * curve.seconds / max(result.wall_time, 1e-9),
+               **summarise(frame, result.history, cfg, self.opts, n_modes),
+               # the plateau rule on this curve; NaN when too few of its evaluations fall
+               # in the last quarter (e.g. 1,500 iterations evaluated every 250)
+               **curve.verdict(result.iterations)}
+        start = time.perf_counter()
+        metrics, _ = evaluate(cfg, result.models)
         row.update({f"final_{k}": v for k, v in metrics.items()})
-        row["final_eval_seconds"] = time.perf_counter() - final_start
-        analysis_start = time.perf_counter()
-        scalars, arrays = final_analysis(models, cfg, opts)
+        row["final_eval_seconds"] = time.perf_counter() - start
+        start = time.perf_counter()
+        scalars, arrays = final_analysis(result.models, cfg, self.opts)
         row.update(scalars)
-        row["analysis_seconds"] = time.perf_counter() - analysis_start
+        row["analysis_seconds"] = time.perf_counter() - start
         save_npz(self.out / "results" / "convergence_artifacts" / f"{cfg.run_id}.npz",
-                 {"iterations": curve.iteration.to_numpy(),
-                  "snapshots": np.stack(ev.snapshots), **arrays})
-        save_torch(self.run.path / "checkpoint.pt", result.checkpoint())
-        row["finished"] = now()
-        self.run.write("metrics.json", row)
-        self.run.write("manifest.json", {**self.record, "finished": row["finished"]})
-        return row, curve_frame(ev.records, row, CURVE_METRICS)
+                 {"iterations": frame.iteration.to_numpy(),
+                  "snapshots": np.stack(curve.snapshots), **arrays})
+        self.keep(run, result)
+        return row
 
-
-def run_convergence(unit, opts: ConvergenceOptions, out: Path, progress=None):
-    """Train a unit's configs (one run, or a stack: iwgan.engine.stacking) with every
-    member evaluated every ``opts.eval_every`` iterations; writes each member's run
-    directory under ``out/runs/convergence`` and its arrays under
-    ``out/results/convergence_artifacts``; returns [(summary row, curve DataFrame), ...],
-    times being each member's share of the unit's."""
-    unit = list(unit)
-    configure_torch(unit[0])  # before the manifests, so they record the run's threads
-    recs = [ConvergenceRun(c, opts, out, [m.run_id for m in unit]) for c in unit]
-    hooks = [LogTo([r.evaluator.on_log for r in recs]),
-             Evaluate(lambda k, it, models: recs[k].evaluator(it, models), opts.eval_every)]
-    results = train(unit, hooks=hooks + ([Progress(progress)] if progress else []))
-    return [rec.finish(result) for rec, result in zip(recs, results)]
-
-
-def failed_unit(unit, error: str, opts: ConvergenceOptions) -> list:
-    """The rows of a unit whose worker failed twice: recorded, never lost."""
-    out = []
-    for cfg in unit:
-        row = {**base_row(cfg, manifest(cfg, stacked=[c.run_id for c in unit]), len(unit)),
-               **{f"opt_{k}": v for k, v in asdict(opts).items()},
-               "options_hash": opts.hash(), "status": "failed", "error": error,
-               "iterations_run": 0, "finished": now()}
-        out.append((row, curve_frame([], row, CURVE_METRICS)))
-    return out
+    def unmeasured(self, cfg, curve) -> dict:
+        return {"eval_seconds": curve.seconds if curve else 0.0, "converged": False}
 
 
 def run_convergence_grid(configs, opts: ConvergenceOptions, out: Path, jobs: int = 1,
                          resume: bool = False, stack: str = "auto",
                          max_stack: int | None = None, executor=None) -> list[dict]:
-    """Every config, stacked as ``stack`` (auto | on | off:
-    iwgan.engine.stacking.plan_stacks) says, run by ``executor`` (default: ``jobs`` local
-    processes); each finished unit is written to ``results/convergence.csv`` and
-    ``results/convergence_curves.csv`` at once."""
-    results = Path(out) / "results"
-    csv, curves_csv = results / "convergence.csv", results / "convergence_curves.csv"
-    if csv.exists():
-        read_results(csv, damaged="warn")  # refuse a file of another schema
-    if resume:
-        # A changed --eval-every or --w1-samples changes the curves: such runs re-run.
-        configs = unfinished(configs, csv, also={"options_hash": opts.hash()})
-    units = plan_stacks(configs, stack, max_stack)
-
-    def record(results):
-        upsert_results(csv, [row for row, _ in results])
-        upsert_curves(curves_csv, [curve for _, curve in results])
-        for row, _ in results:
-            if row["status"] == "diverged":
-                tqdm.write(f"{row['run_id']}: diverged at iteration {row['diverged_at']}")
-
-    runner = functools.partial(run_convergence, opts=opts, out=out)
-    executor = executor or LocalExecutor(ExecutorOptions(jobs=jobs))
-    done = executor.run(units, runner, record,
-                        functools.partial(failed_unit, opts=opts))
-    return [row for results in done for row, _ in results]
+    """The convergence grid into ``out`` (iwgan.experiments.skeleton.run_experiment)."""
+    return run_experiment(Convergence(out, opts), configs, executor, jobs, resume, stack,
+                          max_stack)
 
 
 def record_thresholds(path: Path, configs, opts) -> None:
@@ -469,12 +393,10 @@ def command(args) -> int:
     configs = [dataclasses.replace(c, log_every=1) for c in grid_configs(args)]
     if configs[0].profile == "converged":
         check_window(configs[0].iterations, opts.eval_every)
-    check_run_dirs(args.out / "runs" / "convergence", configs)
-    results = args.out / "results"
+    experiment = Convergence(args.out, opts)
+    experiment.prepare(configs, args.resume)
     with open_executor(executor_options(args)) as executor:   # reachable, before writing
-        record_thresholds(results / "convergence_thresholds.json", configs, opts)
         start = time.perf_counter()
-        rows = run_convergence_grid(configs, opts, args.out, resume=args.resume,
-                                    stack=args.stack, max_stack=args.max_stack,
-                                    executor=executor)
-    return finish_grid(args, "convergence", configs, rows, time.perf_counter() - start)
+        rows = run_experiment(experiment, configs, executor, resume=args.resume,
+                              stack=args.stack, max_stack=args.max_stack)
+    return finish(args, experiment, configs, rows, time.perf_counter() - start)

@@ -2,62 +2,41 @@
 under the 3-std protocol (iwgan.metrics.mixture) and recorded, with the curve that says
 whether it converged (iwgan.metrics.plateau).
 
-``python -m iwgan mode-coverage`` (``nox -s mode_coverage``). A unit of the grid is one
-stack of runs (iwgan.engine.stacking; one run where stacking does not pay); each member
-gets the record of a single run: ``runs/<run>/`` (config.json and manifest.json before
+``python -m iwgan mode-coverage`` (``nox -s mode_coverage``), on the experiment skeleton
+(iwgan.experiments.skeleton). A unit of the grid is one stack of runs
+(iwgan.engine.stacking; one run where stacking does not pay); each member gets the record
+of a single run: ``runs/<run>/`` (config.json and manifest.json before
 training, log.jsonl, metrics.json, samples.npy, checkpoint.pt) and one row of
 ``results/mode_coverage.csv``, written as soon as its unit finishes, with its evaluation
 samples copied to ``results/mode_coverage_samples/<run>.npy`` at the same moment.
 
 Every run is evaluated ``curve_points`` times (16 by default) on the way
-(``iwgan.metrics.plateau.curve_every``):
+(``iwgan.metrics.plateau.curve_every``; :class:`CoverageCurve`):
 modes, HQ % and KL on ``eval_samples`` draws and the exact W1 on ``CURVE_W1_SAMPLES``
 against a fixed real set, all from generators of the run's own (common random numbers
 along the curve; training's stream is not touched). The curves go to
 ``results/mode_coverage_curves.csv``; the plateau rule on them gives the row's
-``converged``.
+``converged``. The row records the curve's settings (``curve_points``,
+``curve_w1_samples``), which the reports read.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from iwgan.core.methods import get_method
 from iwgan.data.mixtures import MIXTURES, PRESETS, get_mixture
-from iwgan.engine.devices import configure_torch
-from iwgan.engine.executors import (
-    ExecutorOptions,
-    LocalExecutor,
-    executor_options,
-    open_executor,
-)
-from iwgan.engine.grid import unfinished
-from iwgan.engine.records import (
-    REPO_ROOT,
-    RunDir,
-    check_run_dirs,
-    curve_frame,
-    manifest,
-    manifest_columns,
-    now,
-    read_results,
-    save_npy,
-    save_torch,
-    upsert_curves,
-    upsert_results,
-    write_json,
-)
+from iwgan.engine.executors import executor_options, open_executor
+from iwgan.engine.records import REPO_ROOT, read_results
 from iwgan.engine.seeds import derived_generator
-from iwgan.engine.stacking import plan_stacks
-from iwgan.engine.trainer import Evaluate, LogTo, Progress, train
-from iwgan.experiments.common import add_grid_arguments, finish_grid, grid_configs
+from iwgan.experiments.common import MixtureExperiment, add_grid_arguments, grid_configs
+from iwgan.experiments.skeleton import Curve, finish, run_experiment
+from iwgan.files import save_npy, write_json
 from iwgan.metrics.mixture import (
     EvalData,
     compute_metrics,
@@ -66,7 +45,7 @@ from iwgan.metrics.mixture import (
     w1_floor,
     w1_unavailable,
 )
-from iwgan.metrics.plateau import assessable, curve_every, plateau
+from iwgan.metrics.plateau import HQ_ABS, W1_REL, curve_every
 
 NAN_METRICS = {"modes": np.nan, "hq_pct": np.nan, "kl": np.nan, "w1": np.nan,
                "recon_error": np.nan, "latent_mmd": np.nan}
@@ -74,41 +53,39 @@ CURVE_W1_SAMPLES = 500
 CURVE_METRICS = ("modes", "hq_pct", "kl", "w1")
 
 
-class Curve:
-    """A run's evaluation curve: one record per evaluation (the ``Evaluate`` hook's fn)."""
+class MixtureCurve(Curve):
+    """A mixture run's curve with the plateau rule on W1 and HQ %: W1 may move by W1_REL
+    of its level plus the noise floor of ``w1_samples`` points, HQ % by HQ_ABS points."""
+
+    w1_samples = CURVE_W1_SAMPLES
+
+    def limits(self) -> dict:
+        floor = w1_floor(self.cfg.mixture, self.cfg.preset, self.w1_samples)
+        return {"w1": ("w1", W1_REL, floor), "hq": ("hq_pct", 0.0, HQ_ABS)}
+
+
+class CoverageCurve(MixtureCurve):
+    """Modes, HQ % and KL on ``eval_samples`` draws and the exact W1 on
+    :data:`CURVE_W1_SAMPLES` against a fixed real set (common random numbers along the
+    curve). Where POT is missing, W1 stays empty and so does the plateau rule's verdict,
+    which reads it (``w1_missing`` says why)."""
 
     def __init__(self, cfg):
-        self.cfg = cfg
+        super().__init__(cfg, curve_every(cfg.iterations, cfg.curve_points))
+        self.w1_missing = w1_unavailable()   # None, or why W1 stays empty
         self.mixture = get_mixture(cfg.mixture, cfg.preset)
         gen = derived_generator(cfg.seed, "curve-reference")
         self.z = torch.randn(cfg.eval_samples, cfg.z_dim, generator=gen)
         self.real = self.mixture.sample(CURVE_W1_SAMPLES, generator=gen).numpy()
-        self.records: list[dict] = []
-        self.train_seconds = 0.0
-        self.seconds = 0.0
-        self.w1_missing = w1_unavailable()   # None, or why W1 stays empty
 
-    def on_log(self, record: dict) -> None:
-        self.train_seconds = record["wall_time"]
-
-    def __call__(self, it: int, models) -> None:
-        start = time.perf_counter()
+    def measure(self, it: int, models) -> dict:
         samples = get_method(self.cfg.method).generate(models, self.z).numpy()
-        self.records.append({
-            "iteration": it, "train_seconds": self.train_seconds if it else 0.0,
-            **score_modes(samples, self.mixture.centres, self.mixture.std),
-            "w1": (np.nan if self.w1_missing
-                   else w1_exact(samples[:CURVE_W1_SAMPLES], self.real))})
-        self.seconds += time.perf_counter() - start
+        return {**score_modes(samples, self.mixture.centres, self.mixture.std),
+                "w1": (np.nan if self.w1_missing
+                       else w1_exact(samples[:CURVE_W1_SAMPLES], self.real))}
 
     def verdict(self, iterations: int) -> dict:
-        """The plateau rule on this curve (NaN when too few evaluations fall in the last
-        quarter of ``iterations``, e.g. a run stopped early, or no W1: the rule reads
-        it)."""
-        if self.w1_missing or not assessable(self.records, iterations):
-            return {"converged": np.nan}
-        floor = w1_floor(self.cfg.mixture, self.cfg.preset, CURVE_W1_SAMPLES)
-        return plateau(self.records, iterations, floor)
+        return {"converged": np.nan} if self.w1_missing else super().verdict(iterations)
 
 
 def evaluate(cfg, models) -> tuple[dict, np.ndarray]:
@@ -122,7 +99,7 @@ def evaluate(cfg, models) -> tuple[dict, np.ndarray]:
     samples = method.generate(models, z)
     data = EvalData(samples=samples.numpy(), real=real.numpy(), centres=mixture.centres,
                     std=mixture.std)
-    if method.HAS_ENCODER:
+    if method.has_encoder:
         codes = method.encode(models, real)
         recon = method.generate(models, codes)
         data.reconstruction_errors = (real - recon).norm(dim=1).numpy()
@@ -130,103 +107,62 @@ def evaluate(cfg, models) -> tuple[dict, np.ndarray]:
     return compute_metrics(data), data.samples.astype(np.float32)
 
 
-def base_row(cfg, record: dict, stacked: int) -> dict:
-    """The columns every mixture run's results row starts with."""
-    return {"run_id": cfg.run_id, "method": cfg.method, "mixture": cfg.mixture,
-            "preset": cfg.preset, "seed": cfg.seed, "profile": cfg.profile,
-            "iterations": cfg.iterations, "width": cfg.width, "batch_size": cfg.batch_size,
-            "lr": cfg.lr, "lr_schedule": cfg.lr_schedule, "n_critic": cfg.n_critic,
-            "ema": cfg.ema, "config_hash": cfg.hash(), "cell": cfg.cell_key(),
-            **manifest_columns(record), "stacked": stacked}
+class ModeCoverage(MixtureExperiment):
+    """Every run scored under the 3-std protocol, with the curve that says whether it
+    converged; its final samples kept beside its row (``samples_dir``)."""
 
+    name = "mode_coverage"
+    curve_metrics = CURVE_METRICS
 
-def run_unit(unit, runs_root: Path, progress=None) -> list[dict]:
-    """Train a unit's configs as one model, then evaluate and record every member as a
-    single run; returns one results row per member."""
-    unit = list(unit)
-    configure_torch(unit[0])  # before the manifests, so they record the run's threads
-    dirs = [RunDir(runs_root, c) for c in unit]
-    records = []
-    for c, run in zip(unit, dirs):
-        records.append(manifest(c, stacked=[m.run_id for m in unit]))
-        run.write("config.json", c.to_dict())
-        run.write("manifest.json", records[-1])
-    curves = [Curve(c) for c in unit]
-    hooks = [LogTo([lambda r, d=d, c=c: (d.log(r), c.on_log(r)) for d, c in zip(dirs, curves)]),
-             Evaluate(lambda k, it, models: curves[k](it, models),
-                      curve_every(unit[0].iterations, unit[0].curve_points))]
-    results = train(unit, hooks=hooks + ([Progress(progress)] if progress else []))
-    rows = []
-    for cfg, run, record, result, curve in zip(unit, dirs, records, results, curves):
-        row = base_row(cfg, record, len(unit))
-        if curve.w1_missing:   # W1 and the converged flag stay empty, and the row says why
-            row["w1_unavailable"] = curve.w1_missing
-        run.write("curve.json", curve.records)
-        if result.status == "diverged":
-            row.update(status="diverged", diverged_at=result.diverged_at,
-                       iterations_run=result.diverged_at, train_seconds=result.wall_time,
-                       eval_seconds=0.0, curve_seconds=curve.seconds, **NAN_METRICS,
-                       converged=False, finished=now())
-            run.write("metrics.json", {**row, "error": f"non-finite loss at iteration "
-                                                        f"{result.diverged_at}"})
-        else:
-            eval_start = time.perf_counter()
-            metrics, samples = evaluate(cfg, result.models)
-            row.update(status=result.status, diverged_at=np.nan,
-                       iterations_run=result.iterations, train_seconds=result.wall_time,
-                       eval_seconds=time.perf_counter() - eval_start,
-                       curve_seconds=curve.seconds, **metrics,
-                       **curve.verdict(result.iterations))
-            save_npy(run.path / "samples.npy", samples)
-            save_torch(run.path / "checkpoint.pt", result.checkpoint())
-            row["finished"] = now()
-            run.write("metrics.json", row)
-        run.write("manifest.json", {**record, "finished": row["finished"]})
-        rows.append((row, curve_frame(curve.records, row, CURVE_METRICS)))
-    return rows
+    def __init__(self, out: Path = Path("."), samples_dir: Path | None = None):
+        super().__init__(out)
+        self.samples_dir = samples_dir
 
+    def columns(self, cfg) -> dict:
+        # The curve's settings, which the reports read from the rows.
+        return {**super().columns(cfg), "curve_points": cfg.curve_points,
+                "curve_w1_samples": CURVE_W1_SAMPLES}
 
-def failed_unit(unit, error: str) -> list:
-    """The rows of a unit whose worker failed twice (iwgan.engine.executors): recorded,
-    never lost; ``--resume`` runs them again."""
-    out = []
-    for cfg in unit:
-        row = base_row(cfg, manifest(cfg, stacked=[c.run_id for c in unit]), len(unit))
-        row.update(status="failed", error=error, diverged_at=np.nan, iterations_run=0,
-                   train_seconds=np.nan, eval_seconds=0.0, **NAN_METRICS, converged=False,
-                   finished=now())
-        out.append((row, curve_frame([], row, CURVE_METRICS)))
-    return out
+    def curve(self, cfg, run):
+        return CoverageCurve(cfg)
 
+    def measure(self, cfg, result, curve, run) -> dict:
+        start = time.perf_counter()
+        metrics, samples = evaluate(cfg, result.models)
+        measured = {"eval_seconds": time.perf_counter() - start, "curve_seconds": curve.seconds,
+                    **metrics, **curve.verdict(result.iterations), **w1_reason(curve)}
+        save_npy(run.path / "samples.npy", samples)
+        self.keep(run, result)
+        return measured
 
-def run_mode_coverage(configs, results_csv: Path, runs_root: Path, jobs: int = 1,
-                      resume: bool = False, stack: str = "auto",
-                      max_stack: int | None = None, samples_dir: Path | None = None,
-                      executor=None) -> list:
-    """The mode-coverage grid: one results row per run, written as each unit finishes
-    (``stack``: auto | on | off, iwgan.engine.stacking.plan_stacks), and each finished
-    run's evaluation samples copied to ``samples_dir`` at the same moment. ``executor``
-    (iwgan.engine.executors) runs the units; default: ``jobs`` local processes."""
-    if resume:
-        configs = unfinished(configs, results_csv)
-    units = plan_stacks(configs, stack, max_stack)
-    curves_csv = Path(results_csv).with_name(Path(results_csv).stem + "_curves.csv")
-
-    def record(pairs):
-        rows = [row for row, _ in pairs]
-        upsert_results(results_csv, rows)
-        upsert_curves(curves_csv, [curve for _, curve in pairs])
+    def recorded(self, rows) -> None:
+        """Each trained run's samples copied beside its row, the moment it is written."""
         for row in rows:
-            src = Path(runs_root) / row["run_id"] / "samples.npy"
-            if samples_dir is not None and row["status"] != "diverged" and src.exists():
-                save_npy(Path(samples_dir) / f"{row['run_id']}.npy", np.load(src))
-            if row["status"] == "diverged":
-                tqdm.write(f"{row['run_id']}: diverged at iteration {row['diverged_at']}")
+            src = self.run_path(row["run_id"]) / "samples.npy"
+            if self.samples_dir is not None and row["status"] != "diverged" and src.exists():
+                save_npy(Path(self.samples_dir) / f"{row['run_id']}.npy", np.load(src))
 
-    executor = executor or LocalExecutor(ExecutorOptions(jobs=jobs))
-    done = executor.run(units, functools.partial(run_unit, runs_root=runs_root), record,
-                        failed_unit)
-    return [row for pairs in done for row, _ in pairs]
+    def unmeasured(self, cfg, curve) -> dict:
+        return {"eval_seconds": 0.0, "curve_seconds": curve.seconds if curve else 0.0,
+                **NAN_METRICS, "converged": False, **w1_reason(curve)}
+
+    def begin(self, configs) -> None:
+        write_json(self.out / "results" / "mixtures.json",
+                   {f"{m}-{p}": get_mixture(m, p).to_json() for p in PRESETS for m in MIXTURES})
+
+
+def w1_reason(curve: CoverageCurve | None) -> dict:
+    """Where POT was missing, W1 and the converged flag stay empty, and the row says why."""
+    return {"w1_unavailable": curve.w1_missing} if curve and curve.w1_missing else {}
+
+
+def run_mode_coverage(configs, out: Path, jobs: int = 1, resume: bool = False,
+                      stack: str = "auto", max_stack: int | None = None,
+                      samples_dir: Path | None = None, executor=None) -> list:
+    """The mode-coverage grid into ``out``: one results row per run, written as each unit
+    finishes (iwgan.experiments.skeleton.run_experiment)."""
+    return run_experiment(ModeCoverage(out, samples_dir), configs, executor, jobs, resume,
+                          stack, max_stack)
 
 
 def add_arguments(p) -> None:
@@ -235,20 +171,13 @@ def add_arguments(p) -> None:
 
 def command(args) -> int:
     configs = grid_configs(args)
-    check_run_dirs(args.out / "runs", configs)
     results = args.out / "results"
-    csv = results / "mode_coverage.csv"
-    if csv.exists():
-        read_results(csv, damaged="warn")  # refuse a file of another schema
+    experiment = ModeCoverage(args.out, samples_dir=results / "mode_coverage_samples")
     with open_executor(executor_options(args)) as executor:   # reachable, before writing
-        write_json(results / "mixtures.json", {f"{m}-{p}": get_mixture(m, p).to_json()
-                                               for p in PRESETS for m in MIXTURES})
         start = time.perf_counter()
-        rows = run_mode_coverage(configs, csv, args.out / "runs", resume=args.resume,
-                                 stack=args.stack, max_stack=args.max_stack,
-                                 samples_dir=results / "mode_coverage_samples",
-                                 executor=executor)
-    rc = finish_grid(args, "mode_coverage", configs, rows, time.perf_counter() - start)
+        rows = run_experiment(experiment, configs, executor, resume=args.resume,
+                              stack=args.stack, max_stack=args.max_stack)
+    rc = finish(args, experiment, configs, rows, time.perf_counter() - start)
     if configs[0].profile != "converged":
         reference = committed_reference()
         if reference is None:
@@ -256,7 +185,7 @@ def command(args) -> int:
                   "results/mode_coverage.csv has no converged rows yet (docs/converged.md)")
         else:   # the whole grid's rows, those a --resume skipped too
             ids = {c.run_id for c in configs}
-            grid = read_results(csv, damaged="drop")
+            grid = experiment.read(experiment.results_csv, damaged="drop")
             for line in distance_to_reference(grid[grid.run_id.isin(ids)], reference):
                 print(line)
     return rc

@@ -5,9 +5,10 @@ its metrics with the committed references, one explicit tolerance per metric.
     python -m iwgan regression --update   # re-run, show the drift, rewrite the references
 
 Each experiment kind registers a :class:`Subset` in :data:`SUBSETS`: the configs it re-runs,
-how to run them into run directories, and one :class:`MetricSpec` per metric. The check
-reads every metric back from the run directory (``metrics.json``, ``manifest.json``), so a
-reference is traceable to a manifest like any committed result. References live in
+the experiment that runs them (iwgan.experiments.skeleton: the very path of its command,
+executors included) and one :class:`MetricSpec` per metric. The check reads every metric
+back from the run directory (``metrics.json``, ``manifest.json``), so a reference is
+traceable to a manifest like any committed result. References live in
 ``results/regression/reference.csv``, one row per (kind, case, metric), with the commit
 and the environment that produced them.
 
@@ -33,8 +34,9 @@ import dataclasses
 import json
 import math
 import platform
+import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,11 +46,13 @@ import torch
 from iwgan.core.methods import METHOD_NAMES
 from iwgan.data.mixtures import MIXTURES
 from iwgan.engine.config import make_config, make_image_config
-from iwgan.engine.records import ResultsError, atomic_write_text, git_state
+from iwgan.engine.records import ResultsError, git_state
 from iwgan.experiments.common import positive_int
-from iwgan.experiments.convergence import ConvergenceOptions, run_convergence_grid
-from iwgan.experiments.images import image_setup, run_image_experiment, train_images
-from iwgan.experiments.mode_coverage import run_mode_coverage
+from iwgan.experiments.convergence import Convergence, ConvergenceOptions
+from iwgan.experiments.images import Images
+from iwgan.experiments.mode_coverage import ModeCoverage
+from iwgan.experiments.skeleton import Experiment, run_experiment
+from iwgan.files import atomic_write_text
 
 REFERENCE_SCHEMA = 2
 REFERENCE = Path("results") / "regression" / "reference.csv"
@@ -100,13 +104,31 @@ class MetricSpec:
 
 @dataclass(frozen=True)
 class Subset:
-    """One experiment kind's share of the check."""
+    """One experiment kind's share of the check: its cases run by ``experiment(root)`` on
+    the experiment's own grid path, into ``root``."""
 
     kind: str                                   # the experiment kind (results/<kind>.csv)
     configs: tuple                              # one case per config, named by its run_id
     metrics: dict[str, MetricSpec]              # what is compared, with its tolerances
-    run: Callable[[Sequence, Path, int], None]  # (configs, root, jobs)
-    runs_dir: Callable[[Path], Path] = lambda root: root  # where ``run`` puts run dirs
+    experiment: Callable[[Path], Experiment]    # the experiment that runs the cases
+    stack: str = "off"                          # its units: single runs, or stacked
+    interrupt_at: int | None = None             # runs killed after this iteration, resumed
+
+    def run(self, root: Path, jobs: int, configs=None) -> None:
+        """Run the cases (or ``configs`` of them) afresh into ``root``: nothing of an
+        earlier check is skipped or resumed, but the cases that this subset interrupts
+        are resumed from their checkpoint, as a killed run is."""
+        experiment = self.experiment(root)
+        shutil.rmtree(root / "results", ignore_errors=True)
+        configs = list(self.configs if configs is None else configs)
+        if self.interrupt_at is not None:
+            run_experiment(experiment, configs, jobs=jobs, stack=self.stack,
+                           stop_after=self.interrupt_at)
+        run_experiment(experiment, configs, jobs=jobs, stack=self.stack,
+                       resume=self.interrupt_at is not None)
+
+    def run_path(self, root: Path, cfg) -> Path:
+        return self.experiment(root).run_path(cfg.run_id)
 
 
 # Mode coverage. Bands: 1.5 x the largest difference between two seeds (0, 1, 2) of the
@@ -129,22 +151,12 @@ MODE_COVERAGE_METRICS = {
 }
 
 
-def run_mixture_grid(configs, runs_root: Path, jobs: int, stack: str = "off") -> None:
-    # The grid's own results table stays in the regression's run directory: these runs
-    # never enter results/mode_coverage.csv.
-    run_mode_coverage(configs, runs_root / "results.csv", runs_root, jobs=jobs, stack=stack)
-
-
-def run_stacked_grid(configs, runs_root: Path, jobs: int) -> None:
-    run_mixture_grid(configs, runs_root, jobs, stack="on")
-
-
 def mode_coverage_subset(profile: str = "regression", methods=METHOD_NAMES,
                          mixtures=MIXTURES, preset: str = "paper", seeds=(0,)) -> Subset:
     """Every method x every mixture, paper preset, seed 0: 12 runs of 300 iterations."""
     configs = tuple(make_config(profile, method=m, mixture=x, preset=preset, seed=s)
                     for x in mixtures for m in methods for s in seeds)
-    return Subset("mode_coverage", configs, MODE_COVERAGE_METRICS, run_mixture_grid)
+    return Subset("mode_coverage", configs, MODE_COVERAGE_METRICS, ModeCoverage)
 
 
 def stacked_subset(profile: str = "regression", methods=METHOD_NAMES) -> Subset:
@@ -154,7 +166,8 @@ def stacked_subset(profile: str = "regression", methods=METHOD_NAMES) -> Subset:
     as another seed)."""
     configs = tuple(make_config(profile, method=m, mixture=x, preset="paper", seed=s)
                     for m in methods for x in ("ring", "grid") for s in (0, 1))
-    return Subset("mode_coverage_stacked", configs, MODE_COVERAGE_METRICS, run_stacked_grid)
+    return Subset("mode_coverage_stacked", configs, MODE_COVERAGE_METRICS, ModeCoverage,
+                  stack="on")
 
 
 # Bands of the convergence and digits subsets: 1.5 x the largest difference between two
@@ -190,12 +203,11 @@ def convergence_subset(profile: str = "regression", methods=("iwgan", "wgan_gp")
     configs = tuple(dataclasses.replace(make_config(profile, method=m, mixture="ring",
                                                     preset="paper", seed=s), log_every=1)
                     for m in methods for s in seeds)
-    return Subset("convergence", configs, CONVERGENCE_METRICS, run_convergence_subset,
-                  runs_dir=lambda root: root / "runs" / "convergence")
+    return Subset("convergence", configs, CONVERGENCE_METRICS, convergence_experiment)
 
 
-def run_convergence_subset(configs, root: Path, jobs: int) -> None:
-    run_convergence_grid(list(configs), CONVERGENCE_OPTIONS, root, jobs=jobs, stack="off")
+def convergence_experiment(root: Path) -> Convergence:
+    return Convergence(root, CONVERGENCE_OPTIONS)
 
 
 # The image pipeline on the offline digits: training through a kill and a resume from the
@@ -216,18 +228,12 @@ def digits_subset(methods=("iwgan", "wgan_gp"), seeds=(0,)) -> Subset:
                                       checkpoint_every=2, sample_every=8, log_every=2,
                                       deterministic=True)
                     for m in methods for s in seeds)
-    return Subset("digits", configs, DIGITS_METRICS, run_digits_subset,
-                  runs_dir=lambda root: root / "runs")
+    return Subset("digits", configs, DIGITS_METRICS, digits_experiment,
+                  interrupt_at=configs[0].iterations // 2)   # "killed" half-way, resumed
 
 
-def run_digits_subset(configs, root: Path, jobs: int) -> None:
-    setup = image_setup(configs[0], cache_dir=root / "cache")
-    for cfg in configs:
-        run_dir = root / "runs" / cfg.run_id
-        train_images(cfg, setup.train, run_dir, stop_after=cfg.iterations // 2)  # "killed"
-        run_image_experiment(cfg, setup.train, setup.validation, setup.extractor,
-                             setup.reference, root, resume=True,
-                             real_floor=setup.real_floor)
+def digits_experiment(root: Path) -> Images:
+    return Images(root, cache_dir=root / "cache")
 
 
 # kind -> factory of its subset. A new experiment kind adds one entry; the check, the
@@ -356,11 +362,11 @@ def collect(subset: Subset, runs_root: Path) -> pd.DataFrame:
     """Long table of the subset's new metrics, read back from its run directories."""
     rows = []
     for cfg in subset.configs:
-        manifest, metrics = load_run(subset.runs_dir(runs_root) / cfg.run_id)
+        manifest, metrics = load_run(subset.run_path(runs_root, cfg))
         env = environment(manifest)
         for name in subset.metrics:
             if name not in metrics:
-                raise ResultsError(f"{subset.runs_dir(runs_root) / cfg.run_id}/metrics.json: "
+                raise ResultsError(f"{subset.run_path(runs_root, cfg)}/metrics.json: "
                                    f"no metric {name!r}")
             value = metrics[name]
             rows.append({"schema_version": REFERENCE_SCHEMA, "kind": subset.kind,
@@ -494,7 +500,7 @@ def run_regression(out: Path = Path("."), update: bool = False, kinds=None, jobs
           + (" (uncommitted changes)" if commit["dirty"] else ""), flush=True)
     start = time.perf_counter()
     for s in subsets:
-        s.run(s.configs, runs_root / s.kind, jobs)
+        s.run(runs_root / s.kind, jobs)
     new = pd.concat([collect(s, runs_root / s.kind) for s in subsets], ignore_index=True)
     wall = time.perf_counter() - start
     used = None if refs is None else for_build(refs, new)

@@ -36,8 +36,9 @@ from torch.utils.flop_counter import FlopCounterMode, flop_registry
 from iwgan.data.mixtures import MixtureBatches
 from iwgan.engine.config import make_image_config
 from iwgan.engine.devices import check_device, default_device
-from iwgan.engine.records import REPO_ROOT, git_state, now, package_versions, write_json
+from iwgan.engine.records import REPO_ROOT, git_state, now, package_versions
 from iwgan.engine.trainer import Trainer
+from iwgan.files import write_json
 
 FAST_PATH_OPTIONS = ("bf16", "channels_last", "compile", "cudagraphs")
 # Variants the fast-path benchmark compares with eager fp32.

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from iwgan.data.datasets import ImageData, default_cache_dir
-from iwgan.engine.records import atomic_write_bytes
+from iwgan.files import atomic_write_bytes
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"

@@ -21,6 +21,8 @@ import math
 
 import numpy as np
 
+from iwgan.engine.config import CURVE_POINTS  # evaluations a run records by default
+
 MIN_EVALUATIONS = 4      # in the last quarter
 WINDOW = 0.25            # the last quarter of training
 W1_REL = 0.10            # W1 may drift by 10 % of its level ...
@@ -28,8 +30,6 @@ HQ_ABS = 5.0             # ... and HQ % by 5 points across the window
 FD_REL = 0.10            # an image run's Fréchet distance may drift by 10 % of its level
                          # (plus the real-vs-real floor) ...
 RECON_REL = 0.10         # ... and its reconstruction error by 10 %
-CURVE_POINTS = 16        # evaluations a run records by default (then 4 fall in the last
-                         # quarter; the config's curve_points sets another number)
 
 
 def curve_every(iterations: int, points: int = CURVE_POINTS) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from pathlib import Path
@@ -17,7 +16,8 @@ import pandas as pd  # noqa: E402
 from iwgan.core.methods import METHOD_NAMES  # noqa: E402
 from iwgan.data.mixtures import MIXTURES  # noqa: E402
 from iwgan.engine.config import LATER_FIELDS  # noqa: E402
-from iwgan.engine.records import atomic_write_bytes, atomic_write_text  # noqa: E402
+from iwgan.files import atomic_write_text, save_with  # noqa: E402
+from iwgan.metrics.mixture import N_STD  # noqa: E402
 
 # Fixed style and no timestamps or version strings in the files, so that rebuilding a
 # report from the same results gives byte-identical PNGs and Markdown.
@@ -27,10 +27,9 @@ PNG_METADATA = {"Software": None}
 
 
 def save_figure(fig, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata=PNG_METADATA, bbox_inches="tight")
+    save_with(path, lambda f: fig.savefig(f, format="png", metadata=PNG_METADATA,
+                                          bbox_inches="tight"))
     plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def write_report(path: Path, text: str) -> Path:
@@ -52,6 +51,24 @@ def ordered(values, order):
     return [v for v in order if v in set(values)] + sorted(set(values) - set(order))
 
 
+# What the rows recorded before a setting had its column were run with: a field's neutral
+# value (iwgan.engine.config.LATER_FIELDS), and the mode-coverage curve's W1 sample count,
+# 500 before its rows recorded it.
+UNRECORDED = {**LATER_FIELDS, "curve_w1_samples": 500}
+
+
+def setting(rows: pd.DataFrame, column: str) -> pd.Series:
+    """Each row's value of a setting it records, :data:`UNRECORDED`'s for the rows
+    recorded before it had its column."""
+    none = UNRECORDED[column]
+    return rows[column].fillna(none) if column in rows else pd.Series(none, index=rows.index)
+
+
+def settings_text(rows: pd.DataFrame, column: str, joint: str = ", ") -> str:
+    """The distinct values of a recorded setting, as text ("16", or "16, 32")."""
+    return joint.join(f"{v:g}" for v in sorted(set(setting(rows, column))))
+
+
 def reference_profile(df) -> str:
     """The mixture profile the literature comparison and the verdicts read: converged if
     run."""
@@ -60,10 +77,15 @@ def reference_profile(df) -> str:
 
 
 def moving_average(sub: pd.DataFrame) -> pd.Series:
-    """Each row's decay of the moving average of G and Q (cfg.ema); the field's neutral
-    value (no average) for the rows recorded before results had the column."""
-    none = LATER_FIELDS["ema"]
-    return sub["ema"].fillna(none) if "ema" in sub else pd.Series(none, index=sub.index)
+    """Each row's decay of the moving average of G and Q (cfg.ema)."""
+    return setting(sub, "ema")
+
+
+def methods_with(rows: pd.DataFrame, column: str) -> set[str]:
+    """The methods some of whose rows have a value in ``column``: those with an encoder,
+    for a column only an encoder gives (a report reads it from the rows, not from the
+    method, which need not be installed where the report is built)."""
+    return set(rows.method[rows[column].notna()]) if column in rows else set()
 
 
 def recipe_text(sub: pd.DataFrame) -> str:
@@ -104,6 +126,19 @@ def fmt_mean_se(values, digits: int = 2, na: str = "n/a") -> str:
     if math.isnan(se):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {se:.{digits}f}"
+
+
+def draw_mixture(ax, centres, std: float, grey: str = "0.8") -> None:
+    """A mixture's modes as their 3-std discs, framed with a margin, no ticks."""
+    centres = np.asarray(centres)
+    for c in centres:
+        ax.add_patch(plt.Circle(c, N_STD * std, color=grey, lw=0))
+    pad = 4 * std + 0.15 * np.ptp(centres, axis=0).max()
+    ax.set_xlim(centres[:, 0].min() - pad, centres[:, 0].max() + pad)
+    ax.set_ylim(centres[:, 1].min() - pad, centres[:, 1].max() + pad)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def markdown_table(df: pd.DataFrame) -> str:
@@ -148,7 +183,7 @@ def provenance_section(df: pd.DataFrame, profiles: bool = False) -> list[str]:
 
 def wall_time_section(results: Path, experiment: str) -> list[str]:
     """The last grid run's wall time per profile, from
-    ``results/benchmarks/<experiment>_wall_time.json`` (iwgan.cli.record_wall_time)."""
+    ``results/benchmarks/<experiment>_wall_time.json`` (iwgan.experiments.skeleton.finish)."""
     path = Path(results) / "benchmarks" / f"{experiment}_wall_time.json"
     if not path.exists():
         return []

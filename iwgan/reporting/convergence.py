@@ -2,7 +2,9 @@
 the exact W1 over training (Figure 2), times to convergence, rank correlations, Algorithm
 1's stopping rule, the latent space (Figure 3), the quality score (Figure 4), outlier
 AUROC, interpolations (Figure 8), runtimes, and the verdicts of iwgan.metrics.verdicts
-(iwgan.reporting.verdicts)."""
+(iwgan.reporting.verdicts). The figures' sections are
+:mod:`iwgan.reporting.convergence_figures`, the comparison with the mode-coverage table
+:mod:`iwgan.reporting.convergence_agreement`."""
 
 from __future__ import annotations
 
@@ -10,37 +12,33 @@ import json
 import math
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
-import seaborn as sns
 
-from iwgan.core.methods import METHOD_NAMES, get_method
-from iwgan.data.mixtures import MIXTURES, get_mixture
+from iwgan.data.mixtures import MIXTURES
 from iwgan.engine.records import read_curves, read_results
-from iwgan.experiments.mode_coverage import CURVE_W1_SAMPLES
-from iwgan.metrics.mixture import N_STD
-from iwgan.metrics.plateau import CURVE_POINTS
 from iwgan.reporting.common import (
     TRAINED,
     cells,
     fmt_mean_se,
     markdown_table,
-    moving_average,
     ordered,
     provenance_section,
     recipe_text,
-    rel,
-    save_figure,
     trained,
     wall_time_section,
     write_report,
+)
+from iwgan.reporting.convergence_agreement import recipe_mismatch, rule_agreement
+from iwgan.reporting.convergence_figures import (
+    figure2_section,
+    interpolation_section,
+    latent_section,
+    quality_section,
 )
 from iwgan.reporting.mode_coverage import (
     PRESET_TEXT,
     PROFILE_ORDER,
     converged_count,
-    is_converged,
     quick_vs_converged,
 )
 from iwgan.reporting.verdicts import convergence_verdicts
@@ -53,7 +51,6 @@ GAP_LABEL = {"dual_gap": "eq. (4) / WGAN gap (sup − inf)",
 CONVERGENCE_METRICS = {"modes": ("final_modes", 1), "HQ %": ("final_hq_pct", 1),
                        "W1": ("final_w1", 3), "dual gap": ("dual_gap_final", 3),
                        "latent MMD p": ("latent_mmd_p", 2), "AUROC": ("auroc", 3)}
-ENCODER_METHODS = [m for m in METHOD_NAMES if get_method(m).HAS_ENCODER]
 
 
 def build_report(results: Path, reports: Path) -> Path:
@@ -97,37 +94,12 @@ def build_report(results: Path, reports: Path) -> Path:
     return write_report(reports / "convergence.md", "\n".join(out))
 
 
-# ---------------------------------------------------------------------------------------
-# Helpers
-# ---------------------------------------------------------------------------------------
-
-def first_seed_run(sub, method, mixture):
-    cell = sub[(sub.method == method) & (sub.mixture == mixture)].sort_values("seed")
-    return cell.iloc[0] if len(cell) else None
-
-
-def artifacts(results: Path, run_id: str):
-    path = results / "convergence_artifacts" / f"{run_id}.npz"
-    return np.load(path) if path.exists() else None
-
-
 def reached(values, total) -> str:
     """Mean ± s.e. over the seeds that reached it, and how many did."""
     v = [x for x in values if math.isfinite(x)]
     if not v:
         return f"not reached (0/{total})"
     return f"{fmt_mean_se(v, 0)} ({len(v)}/{total})"
-
-
-def draw_mixture(ax, mixture):
-    for c in mixture.centres:
-        ax.add_patch(plt.Circle(c, N_STD * mixture.std, color="0.8", lw=0))
-    pad = 4 * mixture.std + 0.15 * np.ptp(mixture.centres, axis=0).max()
-    ax.set_xlim(mixture.centres[:, 0].min() - pad, mixture.centres[:, 0].max() + pad)
-    ax.set_ylim(mixture.centres[:, 1].min() - pad, mixture.centres[:, 1].max() + pad)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
 
 
 # ---------------------------------------------------------------------------------------
@@ -190,59 +162,6 @@ def how_to_read(df, results) -> list[str]:
            "first evaluation meeting the criterion, so they resolve to M iterations.", ""]
     if th_rows:
         out += [markdown_table(pd.DataFrame(th_rows)), ""]
-    return out
-
-
-def figure2_section(sub, cur, results, figures, reports, tag) -> list[str]:
-    out = ["### Figure 2: the duality gap against iterations, and the samples", ""]
-    methods = ordered(sub["method"], METHOD_NAMES)
-    palette = plt.get_cmap("tab10")
-    for mixture_name in ordered(sub["mixture"], MIXTURES):
-        mixture = get_mixture(mixture_name, sub.iloc[0].preset)
-        ref = first_seed_run(sub, methods[0], mixture_name)
-        arts = {m: artifacts(results, r.run_id) for m in methods
-                if (r := first_seed_run(sub, m, mixture_name)) is not None}
-        iters = next((a["iterations"] for a in arts.values() if a is not None), np.array([0]))
-        picks = sorted(set(np.unique(np.round(np.linspace(0, len(iters) - 1, 5)).astype(int))))
-        fig = plt.figure(figsize=(2.2 * max(len(picks), 4), 3.2 + 2.0 * len(methods)))
-        grid = fig.add_gridspec(1 + len(methods), 2 * max(len(picks), 2), hspace=0.35,
-                                height_ratios=[1.5] + [1] * len(methods))
-        half = max(len(picks), 2)
-        ax_gap, ax_w1 = fig.add_subplot(grid[0, :half]), fig.add_subplot(grid[0, half:])
-        c = cur[cur.mixture == mixture_name]
-        for metric, ax in (("dual_gap", ax_gap), ("w1", ax_w1)):
-            curves = c[c.metric == metric]
-            if len(curves):   # mean over seeds with a band of one standard error
-                sns.lineplot(data=curves, x="iteration", y="value", hue="method",
-                             hue_order=methods, palette=[palette(i) for i in
-                                                         range(len(methods))],
-                             errorbar="se", estimator="mean", lw=1.2, ax=ax)
-        threshold = ref.w1_threshold if ref is not None else float("nan")
-        if math.isfinite(threshold):
-            ax_w1.axhline(threshold, color="0.4", ls="--", lw=0.8, label="W1 threshold")
-        ax_gap.axhline(0, color="0.4", lw=0.6)
-        ax_gap.set_yscale("symlog", linthresh=0.05)
-        ax_gap.set(title=f"{mixture_name}: duality gap", xlabel="iteration", ylabel="")
-        ax_w1.set(title=f"{mixture_name}: exact W1", xlabel="iteration", yscale="log",
-                  ylabel="")
-        ax_gap.legend(fontsize=7)
-        ax_w1.legend(fontsize=7)
-        for i, method in enumerate(methods):
-            a = arts.get(method)
-            for j, k in enumerate(picks):
-                ax = fig.add_subplot(grid[1 + i, 2 * j:2 * j + 2] if len(picks) <= half
-                                     else grid[1 + i, j])
-                draw_mixture(ax, mixture)
-                if a is not None and k < len(a["snapshots"]):
-                    s = a["snapshots"][k]
-                    ax.scatter(s[:, 0], s[:, 1], s=1.5, color=palette(i), alpha=0.6, lw=0)
-                    ax.set_title(f"{method} · it {int(a['iterations'][k])}", fontsize=7)
-        path = figures / f"convergence_{tag}_{mixture_name}.png"
-        save_figure(fig, path)
-        out += [f"![Duality gap, W1 and samples on {mixture_name}]({rel(path, reports)})", ""]
-    out += ["Top: mean over seeds (band: ± s.e.) of the duality-gap estimate and of the "
-            "exact W1 (log scale; dashed: the W1 threshold). Below: 400 samples G(z) of the "
-            "lowest seed at chosen evaluations, over the modes' 3-std discs (grey).", ""]
     return out
 
 
@@ -318,146 +237,6 @@ def stopping_table(sub) -> list[str]:
             markdown_table(pd.DataFrame(rows)), ""]
 
 
-def latent_section(sub, results, figures, reports, tag) -> list[str]:
-    methods = [m for m in ordered(sub["method"], METHOD_NAMES) if m in ENCODER_METHODS]
-    out = ["### The latent space: Q(X) against N(0, I_5) (Figure 3)", ""]
-    rows = []
-    for mixture, method, c in cells(sub):
-        enc = method in ENCODER_METHODS
-        rows.append({
-            "mixture": mixture, "method": method, "seeds": len(c),
-            "MMD(Q(X), N(0, I))": fmt_mean_se(c.latent_mmd, 4),
-            "runs with perm. p ≥ 0.05": (f"{int((c.latent_mmd_p >= 0.05).sum())}/{len(c)}"
-                                         if enc else "n/a"),
-            "dims rejected, KS vs N(0,1)": fmt_mean_se(c.ks_rejected, 1),
-            "dims rejected, Shapiro–Wilk": fmt_mean_se(c.shapiro_rejected, 1),
-            "code std, lowest–highest over runs": (
-                f"{c.code_std_min.min():.2f}–{c.code_std_max.max():.2f}" if enc else "n/a")})
-    out += ["500 codes Q(x) of fresh real points against 500 draws of N(0, I_5): the "
-            "IMQ-kernel MMD (the training penalty's estimator) with a 200-permutation "
-            "p-value, and per dimension the Kolmogorov–Smirnov test against N(0, 1) and the "
-            "Shapiro–Wilk test of normal shape, counted as rejections at 5 % with a "
-            "Bonferroni correction over the 5 dimensions (mean over seeds); the code std "
-            "column spans the smallest and the largest per-dimension standard deviation of "
-            "any run of the cell. n/a: no encoder. The verdict (C4 above) reads the codes "
-            "pairwise against calibrated references instead: a deterministic encoder of 2-D "
-            "data puts Q(X) on a surface in R^5, which exact-normality tests reject as n "
-            "grows.",
-            "", markdown_table(pd.DataFrame(rows)), ""]
-    for method in methods:
-        mixes = ordered(sub[sub.method == method]["mixture"], MIXTURES)
-        pairs = [(i, j) for i in range(5) for j in range(i + 1, 5)]
-        fig, axes = plt.subplots(len(mixes), len(pairs), squeeze=False,
-                                 figsize=(1.3 * len(pairs), 1.4 * len(mixes)))
-        for r, mixture in enumerate(mixes):
-            run = first_seed_run(sub, method, mixture)
-            a = artifacts(results, run.run_id) if run is not None else None
-            for k, (i, j) in enumerate(pairs):
-                ax = axes[r, k]
-                if a is not None and "codes" in a:
-                    codes = a["codes"]
-                    ax.scatter(codes[:, i], codes[:, j], s=1, alpha=0.5, lw=0)
-                ax.set(xlim=(-4, 4), ylim=(-4, 4), xticks=[], yticks=[])
-                ax.set_aspect("equal")
-                if r == 0:
-                    ax.set_title(f"Q{i + 1} vs Q{j + 1}", fontsize=7)
-                if k == 0:
-                    ax.set_ylabel(mixture, fontsize=7)
-        path = figures / f"convergence_{tag}_latent_{method}.png"
-        save_figure(fig, path)
-        out += [f"![Latent pairs, {method}]({rel(path, reports)})", "",
-                f"{method}: Q(X)_i against Q(X)_j for the 10 pairs (lowest seed; axes ±4, "
-                "N(0, 1) has 99.99 % of its mass inside).", ""]
-    return out
-
-
-def quality_section(sub, results, figures, reports, tag) -> list[str]:
-    methods = [m for m in ordered(sub["method"], METHOD_NAMES) if m in ENCODER_METHODS]
-    alpha = sub.iloc[0].opt_alpha
-    rows = []
-    for mixture, method, c in cells(sub):
-        enc = method in ENCODER_METHODS
-        rows.append({
-            "mixture": mixture, "method": method, "seeds": len(c),
-            "mean score, real points": fmt_mean_se(c.quality_inlier, 3),
-            "mean score, > 10 std from modes": fmt_mean_se(c.quality_far, 3),
-            f"HDR of the error, 1 − α = {1 - alpha:g}": (
-                f"[{c.hdr_lo.mean():.3f}, {c.hdr_hi.mean():.3f}]" if enc else "n/a"),
-            "HDR coverage of fresh errors, %": fmt_mean_se(100 * c.hdr_coverage, 1),
-            "outlier AUROC": fmt_mean_se(c.auroc, 3)})
-    out = ["### The quality score exp(−||x − G(Q(x))||) (Section 4, Figure 4)", "",
-           "Mean quality score of 2,500 real points and of the map's grid points farther "
-           "than 10 std from every mode; the HDR of the reconstruction error e_x (the "
-           f"shortest interval holding {100 * (1 - alpha):g} % of 2,500 errors; mean "
-           "bounds over seeds) and the share of fresh errors it holds; the **outlier "
-           "AUROC**: 1,000 inliers from the mixture against 1,000 points uniform over the "
-           "mixture's bounding box, ranked by the score (a uniform point that lands on a "
-           "mode is an inlier in all but name, so even a perfect score stays below 1). "
-           "n/a: no encoder, hence no score.", "", markdown_table(pd.DataFrame(rows)), ""]
-    mixes = ordered(sub["mixture"], MIXTURES)
-    if methods and mixes:
-        fig, axes = plt.subplots(len(methods), len(mixes), squeeze=False,
-                                 figsize=(3.0 * len(mixes), 2.8 * len(methods)))
-        for i, method in enumerate(methods):
-            for j, mixture in enumerate(mixes):
-                ax = axes[i, j]
-                mix = get_mixture(mixture, sub.iloc[0].preset)
-                run = first_seed_run(sub, method, mixture)
-                a = artifacts(results, run.run_id) if run is not None else None
-                if a is not None and "map_score" in a:
-                    im = ax.pcolormesh(a["map_x"], a["map_y"], a["map_score"], vmin=0, vmax=1,
-                                       cmap="viridis", shading="auto")
-                    ax.scatter(mix.centres[:, 0], mix.centres[:, 1], s=6, c="red", lw=0)
-                    fig.colorbar(im, ax=ax, fraction=0.046)
-                ax.set_aspect("equal")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                ax.set_title(f"{method} · {mixture}", fontsize=8)
-        path = figures / f"convergence_{tag}_quality.png"
-        save_figure(fig, path)
-        out += [f"![Quality-score maps]({rel(path, reports)})", "",
-                "The quality score over the plane (lowest seed); red: the mode centres.", ""]
-    return out
-
-
-def interpolation_section(sub, results, figures, reports, tag) -> list[str]:
-    methods, mixes = ordered(sub["method"], METHOD_NAMES), ordered(sub["mixture"], MIXTURES)
-    rows = []
-    for mixture in mixes:
-        for method in methods:
-            c = sub[(sub.mixture == mixture) & (sub.method == method)]
-            if len(c):
-                rows.append({"mixture": mixture, "method": method, "seeds": len(c),
-                             "interpolants within 3 std of a mode, %":
-                             fmt_mean_se(100 * c.interp_near_mode, 1)})
-    fig, axes = plt.subplots(len(methods), len(mixes), squeeze=False,
-                             figsize=(2.6 * len(mixes), 2.6 * len(methods)))
-    cmap = plt.get_cmap("tab20")
-    for i, method in enumerate(methods):
-        for j, mixture in enumerate(mixes):
-            ax = axes[i, j]
-            draw_mixture(ax, get_mixture(mixture, sub.iloc[0].preset))
-            run = first_seed_run(sub, method, mixture)
-            a = artifacts(results, run.run_id) if run is not None else None
-            if a is not None:
-                for p, path in enumerate(a["interpolations"][:6]):
-                    color = cmap(p)
-                    ax.plot(path[:, 0], path[:, 1], "-", color=color, lw=0.5, alpha=0.6)
-                    ax.scatter(path[1:-1, 0], path[1:-1, 1], s=3, color=color, lw=0)
-                    ax.scatter(*path[-1], marker="v", s=14, color=color)
-                    ax.scatter(*path[0], marker="^", s=14, color=color)
-            ax.set_title(f"{method} · {mixture}", fontsize=8)
-    path = figures / f"convergence_{tag}_interpolation.png"
-    save_figure(fig, path)
-    return ["### Interpolations in the latent space (Appendix E, Figure 8)", "",
-            "G(λ z1 + (1 − λ) z2) for λ = 0, 0.05, …, 1 and 12 random pairs (z1, z2) per "
-            "run; the share of the 21 × 12 points within 3 std of their nearest mode (mean ± "
-            "s.e. over seeds). The figure shows 6 pairs of the lowest seed over the 3-std "
-            "discs (▼ λ = 0, i.e. z2; ▲ λ = 1, i.e. z1).", "",
-            markdown_table(pd.DataFrame(rows)), "",
-            f"![Interpolations]({rel(path, reports)})", ""]
-
-
 def runtime_row(g, profile, method) -> dict:
     train, ev = g.train_seconds.sum(), g.eval_seconds.sum()
     return {"profile": profile, "method": method, "runs": len(g),
@@ -487,96 +266,6 @@ def runtime_section(df, results) -> list[str]:
               "a method with cheap steps (ALI's 1 + 1) shows it most." if stacked else ""),
            "", markdown_table(pd.DataFrame(rows)), ""]
     return out + wall_time_section(results, "convergence")
-
-
-def recipe_mismatch(sub, results: Path) -> list[str]:
-    """A warning where the mode-coverage table's runs of the same profile were trained
-    with another moving average than these (a recipe changed and only one experiment
-    was re-run), so that nobody reads the two reports as one budget."""
-    path = results / "mode_coverage.csv"
-    if not path.exists():
-        return []
-    mc = trained(read_results(path))
-    mc = mc[mc.profile.isin(set(sub.profile))]
-    if mc.empty or set(moving_average(mc)) == set(moving_average(sub)):
-        return []
-    return [f"**Not the recipe of the mode-coverage table.** These runs were trained with "
-            f"{recipe_text(sub)}; the `{sub.profile.iloc[0]}` rows of "
-            f"`results/mode_coverage.csv` with {recipe_text(mc)}. The verdicts below are "
-            "these runs' and do not describe the table's; `python -m iwgan convergence "
-            f"--profile {sub.profile.iloc[0]} --max-stack 15` re-runs them on the current "
-            "recipe.", ""]
-
-
-# What a seeded CPU run's float results depend on besides its settings, as results rows
-# record it (rows before the CPU columns existed have only the platform).
-MACHINE = ("cpu_capability", "cpu_model", "platform")
-
-
-def why_different(both, mc) -> str:
-    """Why runs with the same run_id are different models: the recipe (the run_id leaves
-    the experiments' own fields out), or the machine, as far as the rows say."""
-    runs = mc[mc.run_id.isin(both.run_id)]
-    if recipe_text(both) != recipe_text(runs):
-        return (f"They were trained with different settings: here {recipe_text(both)}, in "
-                f"the table {recipe_text(runs)}.")
-    differ = [c for c in MACHINE
-              if c in runs and c in both and set(both[c].dropna()) != set(runs[c].dropna())]
-    where = (f"on different machines (the rows' {' and '.join(differ)} "
-             f"differ{'s' if len(differ) == 1 else ''})" if differ
-             else "on machines the rows do not tell apart")
-    return (f"Their settings are the same ({recipe_text(both)}); they were trained {where}. "
-            "A seeded CPU run is bit-exact only on the same torch build and CPU "
-            "(docs/reproducibility.md), and thousands of adversarial steps grow a last-bit "
-            "difference into another model: the spread between the two is a spread "
-            "between seeds.")
-
-
-def rule_agreement(df, results: Path) -> list[str]:
-    """The plateau rule on two curves of the same trained runs: this experiment's and the
-    mode-coverage table's (same run_id, same final samples), per method."""
-    path = results / "mode_coverage.csv"
-    if "converged" not in df or not path.exists():
-        return []
-    mc = read_results(path)
-    if "converged" not in mc:
-        return []
-    both = df.merge(mc[["run_id", "converged", "modes", "hq_pct",
-                        *[c for c in MACHINE if c in mc]]], on="run_id", suffixes=("", "_mc"))
-    both = both[both.converged.notna() & both.converged_mc.notna()]
-    if both.empty:
-        return []
-    same_models = bool(((both.final_modes == both.modes)
-                        & ((both.final_hq_pct - both.hq_pct).abs() < 1e-9)).all())
-    if not same_models:
-        return ["## The plateau rule on two curves of the same runs", "",
-                f"{len(both)} runs here share their run_id with rows of "
-                "`results/mode_coverage.csv`, but their final modes or HQ % differ, so "
-                "they are different models and the two experiments' plateau verdicts are "
-                f"not compared. {why_different(both, mc)}", ""]
-    flag, flag_mc = is_converged(both.converged), is_converged(both.converged_mc)
-    rows = []
-    for method, idx in both.groupby("method", sort=False).groups.items():
-        a, b = flag[idx], flag_mc[idx]
-        rows.append({"method": method, "runs": len(idx), "both": int((a & b).sum()),
-                     "only this curve": int((a & ~b).sum()),
-                     "only the mode-coverage curve": int((~a & b).sum()),
-                     "neither": int((~a & ~b).sum()),
-                     "agree": f"{int((a == b).sum())}/{len(idx)}"})
-    rows.sort(key=lambda r: METHOD_NAMES.index(r["method"]))
-    agree = int((flag == flag_mc).sum())
-    same = "; same final modes and HQ %, so the same trained models"
-    opt = df.iloc[0]
-    return ["## The plateau rule on two curves of the same runs", "",
-            f"{len(both)} runs here are also rows of `results/mode_coverage.csv` (same "
-            f"run_id{same}). Each experiment applies the rule to its own evaluation curve: "
-            f"this one every {int(opt.opt_eval_every)} iterations with W1 on "
-            f"{int(opt.opt_w1_samples)} points, the mode-coverage table's at {CURVE_POINTS} "
-            f"points with W1 on {CURVE_W1_SAMPLES}. The verdicts agree on "
-            f"{agree}/{len(both)} runs: where they differ, the fitted change over the last "
-            "quarter is close to its limit and the evaluations' noise decides, so a single "
-            "run's flag near the limit is not a firm verdict, and a cell's count can move "
-            "by several runs.", "", markdown_table(pd.DataFrame(rows)), ""]
 
 
 def diverged_section(df) -> list[str]:

@@ -14,17 +14,19 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from iwgan.core.methods import METHOD_NAMES, get_method
+from iwgan.core.methods import METHOD_NAMES
 from iwgan.data.datasets import image_grid
 from iwgan.engine.config import ImageConfig, cell_id
 from iwgan.engine.records import read_image_results
-from iwgan.metrics.plateau import CURVE_POINTS, assessable, image_limits, settled
+from iwgan.metrics.plateau import assessable, image_limits, settled
 from iwgan.reporting.common import (
     fmt_mean_se,
     markdown_table,
+    methods_with,
     ordered,
     rel,
     save_figure,
+    settings_text,
     write_report,
 )
 from iwgan.reporting.mode_coverage import converged_count
@@ -158,7 +160,7 @@ def profile_section(sub, results, reports, dataset, profile, label="") -> list[s
     if warnings:
         out += [f"Warning: {w}." for w in warnings] + [""]
     rows = []
-    for method in METHOD_NAMES:
+    for method in ordered(set(METHOD_NAMES) | set(sub.method), METHOD_NAMES):
         runs = sub[sub.method == method]
         done = runs[runs.status == "finished"]
         row = {"method": method, "paper FID": paper_cell(dataset, method),
@@ -190,8 +192,8 @@ def profile_section(sub, results, reports, dataset, profile, label="") -> list[s
             "averaged over the latent dimensions: about 1 for codes distributed as the prior "
             "N(0, I), 0 for an encoder that maps every image to one code (a collapsed "
             "encoder, whose G(Q(x)) is one image). "
-            f"*Converged*: runs whose {curve_points(first)}-point curve (the Fréchet distance "
-            "on 1,000 samples "
+            f"*Converged*: runs whose {settings_text(sub, 'curve_points', ' or ')}-point "
+            "curve (the Fréchet distance on 1,000 samples "
             "and the reconstruction error of 200 validation images) stopped moving over the "
             "last quarter of training: each within 10 % of its level (the distance also "
             "within the real-vs-real floor), by `iwgan.metrics.plateau.settled`; n/a: no "
@@ -217,6 +219,7 @@ def plateau_by_budget(sub, results) -> list[str]:
     budgets = [max(1, round(total * f)) for f in BUDGET_FRACTIONS]
     floor = float(first["fd_real_validation"]) if _finite(
         first.get("fd_real_validation")) else None
+    encoders = methods_with(sub, "recon_error")   # read from the rows: no error, no Q
     rows = []
     for method, a in arrays.items():
         if "curve_iteration" not in a:
@@ -230,7 +233,7 @@ def plateau_by_budget(sub, results) -> list[str]:
                 row[f"{budget:,}"] = "n/a (too few points)"
                 continue
             verdict = settled(prefix, budget,
-                              image_limits(get_method(method).HAS_ENCODER, floor))
+                              image_limits(method in encoders, floor))
             row[f"{budget:,}"] = (f"{'yes' if verdict['converged'] else 'no'} "
                                   f"(FD {prefix[-1]['fd']:.1f}, "
                                   f"Δ {round(verdict['plateau_fd_change'], 1) + 0.0:+.1f} of "
@@ -258,12 +261,6 @@ def source_text(row) -> str:
                                    else "")
 
 
-def curve_points(row) -> int:
-    """The evaluations of a run's curve: rows recorded before the column had 16."""
-    value = row.get("curve_points")
-    return int(value) if _finite(value) else CURVE_POINTS
-
-
 def reference_split(row) -> str:
     split = row.get("fd_reference_split")
     return "training" if not isinstance(split, str) or split == "train" else split
@@ -286,7 +283,7 @@ def _finite(value) -> bool:
 def load_arrays(results: Path, sub) -> dict:
     """The first finished seed's arrays of each method, in method order."""
     arrays = {}
-    for method in METHOD_NAMES:
+    for method in ordered(sub.method, METHOD_NAMES):
         runs = sub[(sub.method == method) & (sub.status == "finished")].sort_values("seed")
         for run_id in runs["run_id"]:
             path = Path(results) / "images" / f"{run_id}.npz"

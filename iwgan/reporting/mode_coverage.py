@@ -20,9 +20,10 @@ from iwgan.data.mixtures import MIXTURES
 from iwgan.engine.config import PROFILES
 from iwgan.engine.records import read_curves, read_json, read_results
 from iwgan.metrics.mixture import N_STD
-from iwgan.metrics.plateau import CURVE_POINTS, HQ_ABS, MIN_EVALUATIONS, W1_REL
+from iwgan.metrics.plateau import HQ_ABS, MIN_EVALUATIONS, W1_REL
 from iwgan.reporting.common import (
     PROFILE_ORDER,
+    draw_mixture,
     fmt_mean_se,
     markdown_table,
     ordered,
@@ -31,6 +32,7 @@ from iwgan.reporting.common import (
     reference_profile,
     rel,
     save_figure,
+    settings_text,
     trained,
     wall_time_section,
     write_report,
@@ -74,7 +76,8 @@ def build_report(results: Path, reports: Path) -> Path:
            "standard error over seeds.", "",
            "**Converged** counts the runs that finished learning by the plateau rule "
            "(`iwgan.metrics.plateau`): over the last quarter of training, on at least "
-           f"{MIN_EVALUATIONS} of the run's {CURVE_POINTS} evaluations, a least-squares line "
+           f"{MIN_EVALUATIONS} of the run's {settings_text(df, 'curve_points', ' or ')} "
+           "evaluations, a least-squares line "
            f"through W1 moves by at most {W1_REL:.0%} of its level plus W1's noise floor "
            f"and one through HQ % by at most {HQ_ABS:g} points. It says a run plateaued, not "
            "that it is good. n/a: the run is too short for the rule. A cell whose runs did "
@@ -271,9 +274,7 @@ def plot_samples(sub, results, mixtures, profile, preset, path) -> None:
         for j, mixture in enumerate(mixes):
             ax = axes[i, j]
             spec = mixtures[f"{mixture}-{preset}"]
-            centres, std = np.asarray(spec["centres"]), spec["std"]
-            for c in centres:
-                ax.add_patch(plt.Circle(c, N_STD * std, color="0.75", lw=0))
+            draw_mixture(ax, spec["centres"], spec["std"], grey="0.75")
             cell = sub[(sub.mixture == mixture) & (sub.method == method)]
             cell = trained(cell).sort_values("seed")
             title = f"{method} · {mixture}"
@@ -286,12 +287,6 @@ def plot_samples(sub, results, mixtures, profile, preset, path) -> None:
                     title += f" (seed {cell.iloc[0]['seed']})"
             else:
                 ax.text(0.5, 0.5, "diverged / not run", ha="center", transform=ax.transAxes)
-            pad = 4 * std + 0.15 * np.ptp(centres, axis=0).max()
-            ax.set_xlim(centres[:, 0].min() - pad, centres[:, 0].max() + pad)
-            ax.set_ylim(centres[:, 1].min() - pad, centres[:, 1].max() + pad)
-            ax.set_aspect("equal")
-            ax.set_xticks([])
-            ax.set_yticks([])
             ax.set_title(title, fontsize=8)
     save_figure(fig, path)
 

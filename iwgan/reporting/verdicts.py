@@ -18,7 +18,8 @@ import pandas as pd
 from iwgan.core.methods import METHOD_NAMES, get_method
 from iwgan.data.mixtures import MIXTURES, get_mixture
 from iwgan.engine.config import make_config
-from iwgan.engine.records import atomic_write_text, read_curves, read_results
+from iwgan.engine.records import read_curves, read_results
+from iwgan.files import atomic_write_text
 from iwgan.metrics import verdicts as rules
 from iwgan.metrics.statistics import (
     correlation_interval,
@@ -53,7 +54,13 @@ from iwgan.metrics.verdicts import (
     seeds_per_cell,
     value_at_fraction,
 )
-from iwgan.reporting.common import markdown_table, ordered, reference_profile, trained
+from iwgan.reporting.common import (
+    markdown_table,
+    methods_with,
+    ordered,
+    reference_profile,
+    trained,
+)
 
 AXES = {"iterations": "iterations", "updates": "generator updates",
         "seconds": "training seconds"}
@@ -493,10 +500,11 @@ def latent_statistics(runs: pd.DataFrame, artifacts: Path) -> pd.DataFrame:
     """Per encoder run with codes in results/convergence_artifacts/: the mean and the
     largest over the 10 pairs of the 2-D MMD^2 against N(0, I_2), and the 5-D MMD^2 of the
     results row."""
+    encoders = methods_with(runs, "latent_mmd")   # read from the rows: no latent, no Q
     rows = []
     for r in runs.itertuples():
         path = Path(artifacts) / f"{r.run_id}.npz"
-        if not get_method(r.method).HAS_ENCODER or not path.exists():
+        if r.method not in encoders or not path.exists():
             continue
         st = path.stat()
         found = codes_pair_mmd2(str(path.resolve()), (st.st_mtime_ns, st.st_size))

@@ -11,7 +11,7 @@ def assert_uses_shared_networks(method: str, cfg) -> None:
     for name in ("encoder", "generator", "critic"):
         ours = getattr(models, name)
         if ours is None:
-            assert not get_method(method).HAS_ENCODER and name == "encoder"
+            assert not get_method(method).has_encoder and name == "encoder"
             continue
         ref = getattr(shared, name)
         assert [p.shape for p in ours.parameters()] == [p.shape for p in ref.parameters()], name

@@ -8,14 +8,8 @@ import stat
 import pandas as pd
 import pytest
 
-from iwgan.engine.records import (
-    ResultsError,
-    atomic_write_text,
-    check_results,
-    read_results,
-    update_json,
-    upsert_results,
-)
+from iwgan.engine.records import ResultsError, check_results, read_results, upsert_results
+from iwgan.files import atomic_write_text, update_json
 
 
 def _writer(path, who, n):
@@ -52,9 +46,9 @@ def test_concurrent_writers_into_one_file_keep_every_row(tmp_path, writer):
 def test_written_files_follow_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
-        from iwgan.engine import records
+        from iwgan import files
 
-        mask = records.FILE_MODE
+        mask = files.FILE_MODE
         atomic_write_text(tmp_path / "x.txt", "hello")
         mode = stat.S_IMODE((tmp_path / "x.txt").stat().st_mode)
     finally:
@@ -151,9 +145,9 @@ def test_a_held_lock_makes_a_writer_say_what_it_waits_for(tmp_path, capsys, monk
     import fcntl
     import threading
 
-    from iwgan.engine import records
+    from iwgan import files
 
-    monkeypatch.setattr(records, "LOCK_PATIENCE", 0.2)
+    monkeypatch.setattr(files, "LOCK_PATIENCE", 0.2)
     path = _table(tmp_path)
     lock = tmp_path / "mode_coverage.csv.lock"
     with open(lock, "a+") as held:

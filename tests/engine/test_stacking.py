@@ -20,8 +20,9 @@ from iwgan.engine.config import make_config, make_image_config
 from iwgan.engine.records import read_results
 from iwgan.engine.stacking import Members, check_stackable, plan_stacks
 from iwgan.engine.trainer import train
-from iwgan.experiments.convergence import ConvergenceOptions, run_convergence
+from iwgan.experiments.convergence import Convergence, ConvergenceOptions
 from iwgan.experiments.mode_coverage import evaluate, run_mode_coverage
+from iwgan.experiments.skeleton import run_unit
 
 VARIANTS = [("iwgan", {}), ("wgan_gp", {}), ("ali", {}), ("ali", {"encoder": "stochastic"}),
             ("alpha_gan", {}), ("alpha_gan", {"adversarial_loss": "non_saturating"})]
@@ -102,9 +103,9 @@ def test_in_float64_a_stacked_convergence_run_is_its_members_single_runs(float64
                               decomposition_samples=50)
     cfgs = [make_config("tiny", method=method, seed=s, mixture=x, iterations=10, log_every=1)
             for s, x in ((0, "ring"), (1, "grid"))]
-    stacked = run_convergence(cfgs, opts, tmp_path / "stacked")
+    stacked = run_unit(cfgs, Convergence(tmp_path / "stacked", opts))
     for cfg, (row, curve) in zip(cfgs, stacked):
-        [(single_row, single_curve)] = run_convergence([cfg], opts, tmp_path / "single")
+        [(single_row, single_curve)] = run_unit([cfg], Convergence(tmp_path / "single", opts))
         assert row["stacked"] == 2 and single_row["stacked"] == 1
         assert row.keys() == single_row.keys()
         for key, theirs in single_row.items():
@@ -159,7 +160,7 @@ def test_networks_with_running_statistics_are_not_stacked():
 def test_the_mode_coverage_grid_stacks_by_default_and_writes_a_row_and_record_per_run(
         tmp_path):
     configs = [make_config("tiny", method="iwgan", seed=s) for s in (0, 1)]
-    rows = run_mode_coverage(configs, tmp_path / "results.csv", tmp_path / "runs")
+    rows = run_mode_coverage(configs, tmp_path)
     assert sorted(r["seed"] for r in rows) == [0, 1]
     for row, cfg in zip(sorted(rows, key=lambda r: r["seed"]), configs):
         assert row["status"] == "finished" and row["stacked"] == 2
@@ -167,8 +168,7 @@ def test_the_mode_coverage_grid_stacks_by_default_and_writes_a_row_and_record_pe
         for name in ("config.json", "manifest.json", "log.jsonl", "metrics.json",
                      "samples.npy", "checkpoint.pt"):
             assert (tmp_path / "runs" / cfg.run_id / name).exists(), name
-    rows = run_mode_coverage(configs[:1], tmp_path / "results.csv", tmp_path / "runs",
-                             stack="on")
+    rows = run_mode_coverage(configs[:1], tmp_path, stack="on")
     assert rows[0]["stacked"] == 1      # a single run is not stacked
 
 

@@ -9,8 +9,9 @@ import torch
 from iwgan.core.methods import METHOD_NAMES, get_method
 from iwgan.data.mixtures import MixtureBatches
 from iwgan.engine.config import make_config
-from iwgan.engine.trainer import Checkpoint, Evaluate, Hook, Trainer, train
-from iwgan.experiments.mode_coverage import evaluate, run_unit
+from iwgan.engine.trainer import Checkpoint, Evaluate, Hook, StopRule, Trainer, train
+from iwgan.experiments.mode_coverage import ModeCoverage, evaluate
+from iwgan.experiments.skeleton import run_unit
 
 
 def snapshot(models):
@@ -24,7 +25,7 @@ def test_one_training_iteration_updates_every_network_and_logs_finite_values(met
     models = trainer.members.member(0)
     before = snapshot(models)
     [logs] = trainer.run_iteration()
-    assert set(logs) == set(get_method(method).LOGS)
+    assert set(logs) == set(get_method(method).logs)
     assert all(math.isfinite(v) for v in logs.values())
     after = snapshot(models)
     for name in before:
@@ -45,7 +46,7 @@ def test_a_nan_loss_is_recorded_as_diverged_with_its_iteration(tmp_path):
     [result] = train(cfg)
     assert result.status == "diverged" and 1 <= result.diverged_at < 50
     assert result.models is None and result.iterations == result.diverged_at
-    [(row, _)] = run_unit((cfg,), tmp_path)
+    [(row, _)] = run_unit((cfg,), ModeCoverage(tmp_path))
     assert row["status"] == "diverged" and row["diverged_at"] == result.diverged_at
     assert math.isnan(row["w1"])
 
@@ -71,6 +72,22 @@ def test_stacked_members_that_stop_keep_their_networks_of_that_iteration():
         assert result.stopped_early and result.iterations == single.iterations == 3
         ours, theirs = evaluate(cfg, result.models)[0], evaluate(cfg, single.models)[0]
         assert ours["w1"] == pytest.approx(theirs["w1"], rel=1e-4)
+
+
+def test_the_stopping_rule_is_a_hook_whose_window_a_resumed_run_keeps(tmp_path):
+    # The window fills over iterations 1-4 whoever trains them: a run stopped after 2
+    # (checkpoint 2) and resumed stops at 4 as one that ran through.
+    cfg = make_config("tiny", method="iwgan", iterations=20, stop_rule=True, stop_window=4,
+                      stop_gap=1e9, stop_loss=1e9)
+    path = tmp_path / "checkpoint.pt"
+    first = Trainer([cfg], MixtureBatches([cfg]), [Checkpoint(path, 2), StopRule([cfg])])
+    first.fit(until=2)
+    second = Trainer([cfg], MixtureBatches([cfg]), [StopRule([cfg])], resume=path)
+    assert [len(w) for w in second.hooks[0].windows[0].values()] == [2, 2]
+    [result] = second.fit()
+    assert result.stopped_early and result.iterations == train(cfg)[0].iterations == 4
+    # Without the hook the trainer knows no stopping rule: it trains to the end.
+    assert Trainer([cfg], MixtureBatches([cfg])).fit()[0].iterations == 20
 
 
 def learning_rates(cfg, optimizer):

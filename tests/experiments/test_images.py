@@ -19,7 +19,7 @@ from iwgan.engine.config import IMAGE_PROFILES, make_image_config
 from iwgan.engine.devices import check_device
 from iwgan.engine.records import read_image_results
 from iwgan.engine.trainer import ResumeError, Trainer, execution_plan
-from iwgan.experiments.images import train_images
+from iwgan.experiments.image_training import train_images
 from iwgan.experiments.throughput import RandomImages
 from tests.core.parity import assert_uses_shared_networks
 from tests.data.test_mnist_pickle import write_pickle
@@ -72,7 +72,7 @@ def test_one_step_of_every_method_on_every_image_arch(arch, method, options):
     models = trainer.members.member(0)
     before = snapshot(models)
     [logs] = trainer.run_iteration()
-    assert set(logs) == set(get_method(method).LOGS)
+    assert set(logs) == set(get_method(method).logs)
     assert all(math.isfinite(v) for v in logs.values())
     after = snapshot(models)
     for name in before:

@@ -40,7 +40,14 @@ def test_resume_skips_finished_runs(tmp_path, capsys):
     assert "0 runs" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("bad", [["--methods", "vae"], ["--mixtures", "moons"],
+def test_an_unknown_method_is_one_line_exit_2_and_nothing_written(tmp_path, capsys):
+    assert main(["mode-coverage", "--out", str(tmp_path), "--methods", "iwgan", "vae"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown method 'vae'") and "\n" not in err
+    assert "pip install" in err and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("bad", [["--mixtures", "moons"],
                                  ["--presets", "veegan"], ["--profile", "huge"],
                                  ["--iterations", "0"], ["--batch-size", "-3"], ["--seeds", "0"]])
 def test_bad_input_exits_non_zero_and_writes_nothing(tmp_path, bad):
@@ -176,12 +183,13 @@ def test_without_pot_a_run_records_w1_empty_with_the_reason_and_the_report_says_
     import sys
 
     from iwgan.engine.config import make_config
-    from iwgan.experiments.mode_coverage import run_unit
+    from iwgan.experiments.mode_coverage import ModeCoverage
+    from iwgan.experiments.skeleton import run_unit
     from iwgan.reporting.mode_coverage import w1_note
 
     monkeypatch.setitem(sys.modules, "ot", None)
     [(row, curve)] = run_unit((make_config("tiny", method="wgan_gp", mixture="ring"),),
-                              tmp_path / "runs")
+                              ModeCoverage(tmp_path))
     assert row["status"] == "finished" and row["modes"] >= 0
     assert pd.isna(row["w1"]) and pd.isna(row["converged"])
     assert row["w1_unavailable"].startswith("W1 not computed: POT is not installed here")

@@ -171,11 +171,12 @@ def test_an_interrupted_run_leaves_the_previous_references_and_report_intact(out
     assert run_regression(out, update=True, subsets=[subset]) == 0
     files = {p: (out / p).read_bytes() for p in (REFERENCE, REPORT)}
 
-    def interrupted(configs, runs_root, jobs):
-        subset.run(configs[:1], runs_root, jobs)
-        raise KeyboardInterrupt
+    class Interrupted(Subset):
+        def run(self, root, jobs, configs=None):
+            super().run(root, jobs, self.configs[:1])
+            raise KeyboardInterrupt
 
-    broken = Subset(subset.kind, subset.configs, subset.metrics, interrupted)
+    broken = Interrupted(subset.kind, subset.configs, subset.metrics, subset.experiment)
     for update in (False, True):
         with pytest.raises(KeyboardInterrupt):
             run_regression(out, update=update, subsets=[broken])
@@ -240,7 +241,7 @@ def test_the_command_line_checks_and_updates(tmp_path, monkeypatch, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "| kind | case | metric | reference | new | tolerance | verdict |" in out
-    assert (tmp_path / RUNS / "mode_coverage" / "tiny-paper-ring-iwgan-seed0"
+    assert (tmp_path / RUNS / "mode_coverage" / "runs" / "tiny-paper-ring-iwgan-seed0"
             / "manifest.json").exists()
     PLANTS["mmd_dropped"](monkeypatch)
     assert main(args) == 1
@@ -263,7 +264,7 @@ def test_the_stacked_path_has_its_own_check_which_catches_a_bug_there(tmp_path,
     assert run_regression(tmp_path, update=True, subsets=subsets) == 0
     ids = [c.run_id for c in subsets[0].configs]
     for cfg in subsets[0].configs:
-        run = tmp_path / RUNS / "mode_coverage_stacked" / cfg.run_id
+        run = tmp_path / RUNS / "mode_coverage_stacked" / "runs" / cfg.run_id
         assert json.loads((run / "manifest.json").read_text())["stacked_with"] == ids
     assert run_regression(tmp_path, subsets=subsets) == 0
     draw = Members.draw
@@ -284,7 +285,7 @@ def test_the_committed_references_match_the_current_code_for_one_cell(tmp_path):
     subset = mode_coverage_subset(methods=("iwgan",), mixtures=("ring",))
     case = subset.configs[0].run_id
     assert case in set(refs.case), f"{ROOT / REFERENCE} has no reference for {case}"
-    subset.run(subset.configs, tmp_path, 1)
+    subset.run(tmp_path, 1)
     rows = compare(refs[refs.case == case], regression.collect(subset, tmp_path), [subset])
     assert len(rows) == 1 + len(subset.metrics)
     assert [r for r in rows if r["verdict"] != "ok"] == []

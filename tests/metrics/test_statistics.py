@@ -8,7 +8,7 @@ import torch
 from scipy import stats
 
 from iwgan.core.losses import mmd_imq
-from iwgan.core.quality import mmd_permutation_test
+from iwgan.metrics.quality import mmd_permutation_test
 from iwgan.metrics.statistics import (
     Estimate,
     correlation_interval,

@@ -7,12 +7,12 @@ import pytest
 
 from iwgan.engine.records import SCHEMA_VERSION
 from iwgan.reporting.common import recipe_text
-from iwgan.reporting.convergence import recipe_mismatch, rule_agreement
+from iwgan.reporting.convergence_agreement import recipe_mismatch, rule_agreement
 
 
 def test_the_rules_verdicts_on_two_curves_of_the_same_runs_are_counted_per_method(tmp_path):
-    flags = [("iwgan", True, True), ("iwgan", True, False), ("iwgan", False, True),
-             ("wgan_gp", False, False)]
+    flags = [("mypkg.never_installed", True, True), ("iwgan", True, True),
+             ("iwgan", True, False), ("iwgan", False, True), ("wgan_gp", False, False)]
     ours = pd.DataFrame([{"run_id": f"r{i}", "method": m, "converged": a, "final_modes": 8,
                           "final_hq_pct": 50.0, "opt_eval_every": 250, "opt_w1_samples": 1000}
                          for i, (m, a, _) in enumerate(flags)])
@@ -23,9 +23,19 @@ def test_the_rules_verdicts_on_two_curves_of_the_same_runs_are_counted_per_metho
                            for i, (m, _, b) in enumerate(flags)])
     theirs.to_csv(tmp_path / "mode_coverage.csv", index=False)
     text = "\n".join(rule_agreement(ours, tmp_path))
-    assert "same final modes and HQ %" in text and "agree on 2/4 runs" in text
+    assert "same final modes and HQ %" in text and "agree on 3/5 runs" in text
+    # the recorded settings of rows made before they were recorded: the curve's then
+    assert "the mode-coverage table's at 16 points with W1 on 500" in text
+    rows = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ")]
+    # a method no report has heard of (nor can import) follows the built-ins, by name
+    assert rows[1:] == ["iwgan", "wgan_gp", "mypkg.never_installed"]
     assert "| iwgan | 3 | 1 | 1 | 1 | 0 | 1/3 |" in text
     assert "| wgan_gp | 1 | 0 | 0 | 0 | 1 | 1/1 |" in text
+    recorded = pd.read_csv(tmp_path / "mode_coverage.csv").assign(curve_points=32,
+                                                                  curve_w1_samples=1000)
+    recorded.to_csv(tmp_path / "mode_coverage.csv", index=False)
+    assert "the mode-coverage table's at 32 points with W1 on 1000" in \
+        "\n".join(rule_agreement(ours, tmp_path))
     assert rule_agreement(ours.drop(columns="converged"), tmp_path) == []
 
 

@@ -14,8 +14,9 @@ from iwgan.cli import main
 from iwgan.core.methods import METHOD_NAMES
 from iwgan.engine.config import make_config
 from iwgan.engine.trainer import train
-from iwgan.experiments.mode_coverage import evaluate, run_unit
+from iwgan.experiments.mode_coverage import ModeCoverage, evaluate
 from iwgan.experiments.regression import MANIFEST_KEYS, REPORT
+from iwgan.experiments.skeleton import run_unit
 from iwgan.reporting import build_all
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,17 +44,17 @@ def record(run_dir: Path) -> dict:
 @pytest.mark.parametrize("method", METHOD_NAMES)
 def test_the_same_seed_gives_byte_identical_metrics_samples_and_logs(method, tmp_path):
     cfg = make_config("tiny", method=method, mixture="spiral", iterations=10)
-    run_unit((cfg,), tmp_path / "a")
+    run_unit((cfg,), ModeCoverage(tmp_path / "a"))
     scramble_global_random_state()
-    run_unit((cfg,), tmp_path / "b")
-    a, b = (record(tmp_path / d / cfg.run_id) for d in "ab")
+    run_unit((cfg,), ModeCoverage(tmp_path / "b"))
+    a, b = (record(tmp_path / d / "runs" / cfg.run_id) for d in "ab")
     # json round-trips NaN as NaN, and NaN != NaN: compare the serialised form.
     assert json.dumps(a["metrics"]) == json.dumps(b["metrics"])
     assert a["samples"] == b["samples"]
     assert json.dumps(a["logs"]) == json.dumps(b["logs"])
     other = make_config("tiny", method=method, mixture="spiral", iterations=10, seed=1)
-    run_unit((other,), tmp_path / "c")
-    c = record(tmp_path / "c" / other.run_id)
+    run_unit((other,), ModeCoverage(tmp_path / "c"))
+    c = record(tmp_path / "c" / "runs" / other.run_id)
     assert c["samples"] != a["samples"] and c["logs"] != a["logs"]
 
 
@@ -90,8 +91,8 @@ def test_evaluation_draws_from_its_own_seeded_generator_and_leaves_training_alon
 @pytest.mark.slow
 def test_every_run_directory_and_results_row_carries_its_manifest(tmp_path):
     cfg = make_config("tiny", method="iwgan", iterations=2)
-    [(row, _)] = run_unit((cfg,), tmp_path)
-    manifest = json.loads((tmp_path / cfg.run_id / "manifest.json").read_text())
+    [(row, _)] = run_unit((cfg,), ModeCoverage(tmp_path))
+    manifest = json.loads((tmp_path / "runs" / cfg.run_id / "manifest.json").read_text())
     assert set(MANIFEST_KEYS) | {"finished"} <= set(manifest)
     for package in ("torch", "torchvision", "numpy", "scipy", "pytorch-fid", "pot"):
         assert manifest["packages"][package], package
@@ -99,7 +100,8 @@ def test_every_run_directory_and_results_row_carries_its_manifest(tmp_path):
     assert manifest["seed"] == cfg.seed
     assert set(manifest["deterministic"]) == {"use_deterministic_algorithms",
                                               "cudnn_deterministic", "cudnn_benchmark"}
-    assert json.loads((tmp_path / cfg.run_id / "config.json").read_text()) == cfg.to_dict()
+    assert json.loads((tmp_path / "runs" / cfg.run_id / "config.json").read_text()) == \
+        cfg.to_dict()
     for column in ("commit", "dirty", "command", "python", "torch", "numpy", "scipy", "pot",
                    "platform", "cpu_capability", "cpu_model", "device", "threads",
                    "deterministic", "started", "finished", "config_hash", "seed"):
@@ -113,10 +115,11 @@ def test_the_manifest_records_the_thread_count_the_run_used(tmp_path):
     torch.set_num_threads(2)
     try:
         cfg = make_config("tiny", method="wgan_gp", iterations=1, threads=1)
-        run_unit((cfg,), tmp_path)
+        run_unit((cfg,), ModeCoverage(tmp_path))
     finally:
         torch.set_num_threads(before)
-    assert json.loads((tmp_path / cfg.run_id / "manifest.json").read_text())["threads"] == 1
+    assert json.loads((tmp_path / "runs" / cfg.run_id / "manifest.json").read_text())[
+        "threads"] == 1
 
 
 def files_under(root: Path) -> dict[str, bytes]:

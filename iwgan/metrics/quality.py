@@ -1,6 +1,6 @@
-"""Section 4 and Appendix E of the paper, measured: the per-sample quality score, the
-highest-density region (HDR) of the reconstruction error, outlier detection by the score,
-latent-space normality tests and latent interpolations.
+"""Section 4 and Appendix E of the paper, measured on a trained method: the per-sample
+quality score, the highest-density region (HDR) of the reconstruction error, outlier
+detection by the score, latent-space normality tests and latent interpolations.
 
     quality score      q(x) = exp(-||x - G(Q(x))||)        (1 = perfect reconstruction)
     HDR (1-D)          the smallest set of reconstruction errors holding 1 - alpha of the
@@ -35,13 +35,6 @@ from iwgan.metrics.mixture import N_STD
 LAMBDAS = np.round(np.arange(0, 21) * 0.05, 2)
 
 
-def require_encoder(method: str, what: str) -> None:
-    if not get_method(method).HAS_ENCODER:
-        raise ValueError(f"method {method!r} has no encoder: it has no {what} "
-                         "(reconstruction, latent codes and the quality score need Q); "
-                         "choose iwgan, ali or alpha_gan")
-
-
 def check_alpha(alpha: float) -> None:
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
@@ -54,14 +47,14 @@ def check_alpha(alpha: float) -> None:
 @torch.no_grad()
 def reconstruction_errors(models, method: str, x: torch.Tensor) -> np.ndarray:
     """e_x = ||x - G(Q(x))|| per sample."""
-    require_encoder(method, "reconstruction error")
     m = get_method(method)
+    m.require_encoder("reconstruction error")
     return (x - m.generate(models, m.encode(models, x))).flatten(1).norm(dim=1).numpy()
 
 
 def quality_score(models, method: str, x: torch.Tensor) -> np.ndarray:
     """exp(-||x - G(Q(x))||): 1 for a perfectly reconstructed sample, smaller away."""
-    require_encoder(method, "quality score")
+    get_method(method).require_encoder("quality score")
     return np.exp(-reconstruction_errors(models, method, x))
 
 
@@ -125,7 +118,7 @@ def outlier_auroc(models, method: str, mixture, generator: torch.Generator,
     """Inliers from the mixture against outliers uniform over its bounding box; the score
     is the quality score (higher = inlier). Uniform outliers that land on a mode are
     indistinguishable from inliers, so even a perfect score stays below 1."""
-    require_encoder(method, "quality score")
+    get_method(method).require_encoder("quality score")
     lo, hi = bounding_box(mixture.centres, mixture.std)
     inliers = mixture.sample(n, generator=generator)
     u = torch.rand(n, 2, generator=generator)
@@ -137,7 +130,7 @@ def outlier_auroc(models, method: str, mixture, generator: torch.Generator,
 
 def quality_map(models, method: str, centres: np.ndarray, std: float, resolution: int = 80):
     """The quality score on a regular grid over the bounding box: (xs, ys, scores)."""
-    require_encoder(method, "quality score")
+    get_method(method).require_encoder("quality score")
     lo, hi = bounding_box(centres, std)
     xs = np.linspace(lo[0], hi[0], resolution)
     ys = np.linspace(lo[1], hi[1], resolution)

@@ -9,10 +9,10 @@ import torch
 from scipy import stats
 from torch import nn
 
-from iwgan.core import quality
 from iwgan.core.methods import Models, get_method
 from iwgan.data.mixtures import get_mixture
 from iwgan.engine.config import make_config
+from iwgan.metrics import quality
 
 
 def perfect_autoencoder(z_dim=5):
