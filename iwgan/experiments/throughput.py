@@ -351,7 +351,8 @@ def merge_subset(old: dict, new: list[dict]) -> list[dict]:
     measured = {r["name"] for r in new}
     m = old["manifest"]
     earlier = {"commit": m["commit"], "dirty": m["dirty"], "started": m["started"],
-               "command": m["command"]}
+               "command": m["command"], "cpu_capability": m.get("cpu_capability"),
+               "cpu_model": m.get("cpu_model")}
     kept = [{"earlier_run": earlier, **r} for r in old["benchmarks"]
             if r["name"] not in measured]
     return sorted(kept + new, key=lambda r: r["name"])
