@@ -38,8 +38,9 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from iwgan.core.methods import METHOD_NAMES
 from iwgan.data.mixtures import MIXTURES, PRESETS
 from iwgan.engine.config import make_config
+from iwgan.engine.devices import cpu_model
 from iwgan.engine.records import git_state, now
-from iwgan.experiments.throughput import MixtureStepper, cpu_model
+from iwgan.experiments.throughput import MixtureStepper
 from iwgan.files import write_json
 
 OUT = Path("results") / "benchmarks" / "profile_stack.json"
@@ -62,9 +63,10 @@ CLASSES = ("matmul (forward)", "matmul (backward)", "elementwise (forward)",
            "elementwise (backward)", "views/copies", "autograd", "optimiser", "Python")
 
 
-def members(method, k):
+def members(method, k, adam="torch"):
     return [make_config("converged", method=method, mixture=CELLS[i % 6][0],
-                        preset=CELLS[i % 6][1], seed=i // 6, threads=1) for i in range(k)]
+                        preset=CELLS[i % 6][1], seed=i // 6, threads=1, adam=adam)
+            for i in range(k)]
 
 
 def labelled(stepper) -> None:
@@ -124,8 +126,8 @@ def breakdown(events, iterations: int) -> dict:
     return {p: {c: round(v / iterations, 3) for c, v in cls.items()} for p, cls in out.items()}
 
 
-def profile_method(method: str, k: int, iterations: int) -> dict:
-    stepper = MixtureStepper(members(method, k))
+def profile_method(method: str, k: int, iterations: int, adam: str) -> dict:
+    stepper = MixtureStepper(members(method, k, adam))
     for _ in range(2):
         stepper.iteration()
     start = time.perf_counter()
@@ -146,7 +148,7 @@ def profile_method(method: str, k: int, iterations: int) -> dict:
     return {"method": method, "members": k, "iteration_ms_unprofiled": round(plain_ms, 2),
             "iteration_ms_profiled": round(profiled_ms, 2), "phases": phases,
             "totals_ms": {c: round(totals[c], 3) for c in CLASSES if c in totals},
-            "optimizer": getattr(stepper.trainer.members, "optimizer_kind", "torch.optim.Adam")}
+            "adam": adam}
 
 
 def main(argv=None) -> int:
@@ -154,6 +156,8 @@ def main(argv=None) -> int:
     p.add_argument("--iterations", type=int, default=3)
     p.add_argument("--members", type=int, default=15)
     p.add_argument("--methods", nargs="+", default=list(METHOD_NAMES))
+    p.add_argument("--adam", nargs="+", default=["torch", "fused"],
+                   help="Adam's arithmetic(s) to profile (default: both)")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -163,13 +167,12 @@ def main(argv=None) -> int:
               "cpu_count": os.cpu_count(), "threads": 1, "platform": platform.platform(),
               "load_average_at_start": list(os.getloadavg()), "started": now(),
               **git_state(), "methods": []}
-    for method in args.methods:
-        r = profile_method(method, args.members, args.iterations)
+    for method, adam in [(m, a) for m in args.methods for a in args.adam]:
+        r = profile_method(method, args.members, args.iterations, adam)
         record["methods"].append(r)
         total = sum(r["totals_ms"].values())
         print(f"\n{method}: K = {args.members}, {r['iteration_ms_unprofiled']} ms per stack "
-              f"iteration unprofiled, {r['iteration_ms_profiled']} profiled "
-              f"(optimiser: {r['optimizer']})")
+              f"iteration unprofiled, {r['iteration_ms_profiled']} profiled (adam={adam})")
         for c, v in r["totals_ms"].items():
             print(f"  {c:24s} {v:9.2f} ms  {100 * v / total:5.1f} %")
         for phase, cls in r["phases"].items():
