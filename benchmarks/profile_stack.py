@@ -16,7 +16,7 @@ draws, the moving average, the log readout):
   vmap's Python layer, the trainer).
 
     python benchmarks/profile_stack.py [--iterations 3] [--members 15] [--methods iwgan ...]
-        [--out results/benchmarks/profile_stack.json]
+        [--adam torch fused] [--out results/benchmarks/profile_stack.json] [--table]
 
 Prints one table per method and writes the JSON (CPU model, load averages, torch
 version with every number). A profile inflates small ops' cost; the split, not the total,
@@ -26,6 +26,7 @@ is what it is for (the totals are printed beside an unprofiled timing).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import time
@@ -151,6 +152,31 @@ def profile_method(method: str, k: int, iterations: int, adam: str) -> dict:
             "adam": adam}
 
 
+def markdown(record: dict) -> str:
+    """The JSON's breakdown as docs/throughput.md shows it: % of the profiled time per
+    class, per method and Adam arithmetic, and each method's share per phase."""
+    lines = ["| method | adam | stack ms/it. (unprofiled) | " + " | ".join(CLASSES) + " |",
+             "|---|---|---|" + "---|" * len(CLASSES)]
+    for r in record["methods"]:
+        total = sum(r["totals_ms"].values())
+        lines.append(f"| {r['method']} | {r['adam']} | {r['iteration_ms_unprofiled']:.0f} | "
+                     + " | ".join(f"{100 * r['totals_ms'].get(c, 0) / total:.0f} %"
+                                  for c in CLASSES) + " |")
+    lines += ["", "| method (adam=torch) | phase | share of the iteration | " +
+              " | ".join(CLASSES) + " |", "|---|---|---|" + "---|" * len(CLASSES)]
+    for r in record["methods"]:
+        if r["adam"] != "torch":
+            continue
+        total = sum(r["totals_ms"].values())
+        for phase, cls in r["phases"].items():
+            part = sum(cls.values())
+            if part / total < 0.05:
+                continue
+            lines.append(f"| {r['method']} | {phase} | {100 * part / total:.0f} % | " + " | ".join(
+                f"{100 * cls.get(c, 0) / part:.0f} %" for c in CLASSES) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--iterations", type=int, default=3)
@@ -159,7 +185,12 @@ def main(argv=None) -> int:
     p.add_argument("--adam", nargs="+", default=["torch", "fused"],
                    help="Adam's arithmetic(s) to profile (default: both)")
     p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--table", action="store_true",
+                   help="print the breakdown of --out as docs/throughput.md's tables; no run")
     args = p.parse_args(argv)
+    if args.table:
+        print(markdown(json.loads(args.out.read_text())))
+        return 0
     torch.set_num_threads(1)
     record = {"profile": "converged", "members": args.members, "iterations": args.iterations,
               "torch": torch.__version__, "cpu_model": cpu_model(),
