@@ -16,9 +16,11 @@ Two arithmetics, chosen by the run's ``adam`` setting (iwgan.engine.config):
   stacked converged-profile parameters (docs/throughput.md); a single run with
   ``adam="fused"`` uses ``torch.optim.Adam(fused=True)``, the same kernel.
 
-The learning-rate schedule (torch.optim.lr_scheduler) scales ``param_groups[0]["lr"]``,
-which here is the schedule's factor (1.0 at the start): member k's learning rate is its
-own lr times that factor, the same product a single run's scheduler forms.
+The param group keeps torch.optim.Adam's meaning: ``lr`` and ``betas`` are member 0's, and
+the learning-rate schedule (torch.optim.lr_scheduler) scales ``lr`` as it scales a single
+run's; member k's rate is ``lr`` where it shares member 0's, else its own lr times the
+schedule's factor (``lr`` / member 0's lr). So checkpoints of stacks stepped by
+torch.optim.Adam, and their schedulers' states, load as they are.
 """
 
 from __future__ import annotations
@@ -43,13 +45,21 @@ class MemberAdam(torch.optim.Optimizer):
         self.k, self.impl = len(self.lrs), impl
         self.uniform = (len(set(self.lrs)) == 1 and len(set(self.beta1s)) == 1
                         and len(set(self.beta2s)) == 1)
-        super().__init__(list(params), {"lr": 1.0, "eps": eps})
+        super().__init__(list(params), {"lr": self.lrs[0],
+                                        "betas": (self.beta1s[0], self.beta2s[0]), "eps": eps})
         self._constants: dict = {}
+
+    def member_lrs(self) -> list[float]:
+        """Every member's learning rate now (the schedule applied)."""
+        lr = self.param_groups[0]["lr"]
+        factor = lr / self.lrs[0] if self.lrs[0] else 1.0
+        return [lr if own == self.lrs[0] else own * factor for own in self.lrs]
 
     def member_hyperparameters(self, k: int) -> dict:
         """Member k's settings as its single run's torch.optim.Adam holds them."""
-        return {"lr": self.lrs[k] * self.param_groups[0]["lr"],
-                "betas": (self.beta1s[k], self.beta2s[k])}
+        group = self.param_groups[0]
+        return {"lr": self.member_lrs()[k], "betas": (self.beta1s[k], self.beta2s[k]),
+                **({"initial_lr": self.lrs[k]} if "initial_lr" in group else {})}
 
     def _per_member(self, values, like: torch.Tensor) -> torch.Tensor:
         """Python floats (computed in double, as torch's Adam does) as a (K, 1, ...)
@@ -60,7 +70,7 @@ class MemberAdam(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         group = self.param_groups[0]
-        factor, eps = group["lr"], group["eps"]
+        lrs, eps = self.member_lrs(), group["eps"]
         params, grads, avgs, sqs, steps = [], [], [], [], []
         for p in group["params"]:
             if p.grad is None:
@@ -79,18 +89,18 @@ class MemberAdam(torch.optim.Optimizer):
             sqs.append(state["exp_avg_sq"])
             steps.append(state["step"])
         if self.impl == "fused":
-            self._fused(params, grads, avgs, sqs, steps, factor, eps)
+            self._fused(params, grads, avgs, sqs, steps, lrs, eps)
         else:
             for p, g, m, v, s in zip(params, grads, avgs, sqs, steps):
-                self._torch_step(p, g, m, v, s, factor, eps)
+                self._torch_step(p, g, m, v, s, lrs, eps)
 
-    def _torch_step(self, param, grad, exp_avg, exp_avg_sq, step_t, factor, eps):
+    def _torch_step(self, param, grad, exp_avg, exp_avg_sq, step_t, lrs, eps):
         """torch.optim.Adam's _single_tensor_adam (no weight decay, amsgrad, maximize),
         its scalars per member where the members differ."""
         step_t += 1
         step = step_t.item()
         if self.uniform:
-            lr, beta1, beta2 = self.lrs[0] * factor, self.beta1s[0], self.beta2s[0]
+            lr, beta1, beta2 = lrs[0], self.beta1s[0], self.beta2s[0]
             exp_avg.lerp_(grad, 1 - beta1)
             exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
             bias_correction1 = 1 - beta1 ** step
@@ -99,7 +109,7 @@ class MemberAdam(torch.optim.Optimizer):
             denom = (exp_avg_sq.sqrt() / bias_correction2 ** 0.5).add_(eps)
             param.addcdiv_(exp_avg, denom, value=-step_size)
             return
-        key = (param.dim(), param.dtype, param.device, step, factor)
+        key = (param.dim(), param.dtype, param.device, step, tuple(lrs))
         if key not in self._constants:
             # cache the step's per-member scalars for every parameter of this shape
             self._constants = {k: v for k, v in self._constants.items() if k[3] == step}
@@ -107,23 +117,23 @@ class MemberAdam(torch.optim.Optimizer):
             self._constants[key] = tuple(self._per_member(v, param) for v in (
                 [1 - b for b in b1], b2, [1 - b for b in b2],
                 [(1 - b ** step) ** 0.5 for b in b2],
-                [-(lr * factor / (1 - b ** step)) for lr, b in zip(self.lrs, b1)]))
+                [-(lr / (1 - b ** step)) for lr, b in zip(lrs, b1)]))
         one_minus_beta1, beta2, one_minus_beta2, bc2_sqrt, neg_step_size = self._constants[key]
         exp_avg.lerp_(grad, one_minus_beta1)
         exp_avg_sq.mul_(beta2).add_(one_minus_beta2 * grad * grad)
         denom = (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps)
         param.add_(neg_step_size * exp_avg / denom)
 
-    def _fused(self, params, grads, avgs, sqs, steps, factor, eps):
+    def _fused(self, params, grads, avgs, sqs, steps, lrs, eps):
         torch._foreach_add_(steps, 1)
         if self.uniform:
-            torch._fused_adam_(params, grads, avgs, sqs, [], steps, lr=self.lrs[0] * factor,
+            torch._fused_adam_(params, grads, avgs, sqs, [], steps, lr=lrs[0],
                                beta1=self.beta1s[0], beta2=self.beta2s[0], weight_decay=0.0,
                                eps=eps, amsgrad=False, maximize=False)
             return
         for k in range(self.k):
             torch._fused_adam_([p[k] for p in params], [g[k] for g in grads],
                                [m[k] for m in avgs], [v[k] for v in sqs], [], steps,
-                               lr=self.lrs[k] * factor, beta1=self.beta1s[k],
+                               lr=lrs[k], beta1=self.beta1s[k],
                                beta2=self.beta2s[k], weight_decay=0.0, eps=eps,
                                amsgrad=False, maximize=False)

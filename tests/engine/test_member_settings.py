@@ -150,3 +150,34 @@ def test_a_grid_shares_stacks_across_settings_only_when_asked():
     assert one == tuple(cfgs)
     members = Members(list(one))
     assert members.varying == {"lr": [1e-3, 3e-4, 1e-3, 3e-4]}
+
+
+def test_a_stack_checkpointed_by_torch_adam_continues_bit_for_bit():
+    """A stack's checkpoint from before members could differ (torch.optim.Adam and its
+    schedule's state) resumes in MemberAdam as if it had never stopped."""
+    torch.manual_seed(0)
+    params = [torch.randn(4, 8, 3), torch.randn(4, 3)]
+    grads = [[torch.randn_like(p) for p in params] for _ in range(6)]
+    cfg = config("iwgan")
+
+    def schedule(it):
+        return 1.0 - it / 10
+
+    def run(resume_at=None):
+        ps = [p.clone().requires_grad_() for p in params]
+        opt = adam(ps, cfg)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        for i, g in enumerate(grads):
+            if i == resume_at:   # as the trainer resumes: build, then load the states
+                saved, saved_sched = opt.state_dict(), sched.state_dict()
+                opt = MemberAdam(ps, [cfg.lr] * 4, [cfg.beta1] * 4, [cfg.beta2] * 4)
+                sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+                opt.load_state_dict(saved)
+                sched.load_state_dict(saved_sched)
+            for p, gi in zip(ps, g):
+                p.grad = gi.clone()
+            opt.step()
+            sched.step()
+        return ps
+
+    assert all(torch.equal(a, b) for a, b in zip(run(), run(resume_at=3)))
