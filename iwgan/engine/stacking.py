@@ -178,7 +178,8 @@ class Members:
             base, cfg, fn = self.base, self.cfg, phase.loss
             self._vmapped[fn] = vmap(
                 lambda params, x, z, noise, settings: functional_call(
-                    base, params, (fn, x, z, MemberSettings(cfg, settings), noise)),
+                    base, params, (fn, x, z, MemberSettings(cfg, settings) if settings else cfg,
+                                   noise)),
                 randomness="error")
         noise = {name: torch.stack([n[name] for n in noises]) for name in phase.draws}
         return self._vmapped[phase.loss](self.params, torch.stack(xs), torch.stack(zs), noise,
