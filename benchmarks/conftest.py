@@ -8,7 +8,9 @@ Not collected by ``nox -s tests`` (pyproject's testpaths is ["tests"]); run by
 Every benchmark records, in its extra_info, the 1-minute/5/15 load averages and the CPU
 count it ran under and the peak memory (see iwgan.experiments.throughput.peak_memory); a benchmark
 that cannot run here is skipped with its reason, which the runner records instead of a
-number (THROUGHPUT_SKIPS).
+number (THROUGHPUT_SKIPS). With THROUGHPUT_PARTIAL set, every benchmark and skip is also
+appended to that file (one JSON object a line) the moment it finishes, so that a run
+stopped at a time limit keeps what finished (iwgan.experiments.throughput.run_benchmarks).
 """
 
 from __future__ import annotations
@@ -60,6 +62,17 @@ def _conditions(request):
                                 loadavg_after=[round(v, 2) for v in os.getloadavg()],
                                 cpu_count=os.cpu_count(), device=dev,
                                 peak_memory_mib=round(mib, 1), memory_kind=kind)
+        if bench.stats:   # it ran (a skipped benchmark has no stats)
+            entry = bench.stats.as_dict(include_data=False)
+            _append_partial({"kind": "benchmark", **{k: entry[k] for k in (
+                "name", "group", "params", "stats", "extra_info")}})
+
+
+def _append_partial(entry: dict) -> None:
+    path = os.environ.get("THROUGHPUT_PARTIAL")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(entry, default=str) + "\n")
 
 
 def pytest_runtest_logreport(report):
@@ -68,6 +81,7 @@ def pytest_runtest_logreport(report):
         name = report.nodeid.split("::")[-1]
         _SKIPS.append({"name": name, "reason": reason.removeprefix("Skipped: "),
                        "group": report.nodeid.split("::")[0].split("/")[-1]})
+        _append_partial({"kind": "skip", **_SKIPS[-1]})
 
 
 def pytest_sessionfinish(session):

@@ -24,6 +24,7 @@ from iwgan.experiments.throughput import (
     FAST_PATH_VARIANTS,
     ImageStepper,
     compare_curves,
+    conv_precision,
     count_flops,
     loss_curves,
     peak_flops,
@@ -84,7 +85,7 @@ def test_fast_path(benchmark, variant, arch, method, device):
         pytest.skip(f"{variant} failed on {arch}/{method}: {type(err).__name__}: {err}")
     benchmark.pedantic(lambda: (stepper.iteration(), sync(device)), rounds=5, iterations=1)
     per_it = stepper.batches_per_iteration() * BATCH
-    precision = "bf16" if "bf16" in options else "fp32"
+    precision = conv_precision(device, "bf16" if "bf16" in options else "fp32")
     peak = peak_flops(device, precision)
     benchmark.extra_info.update(
         variant=variant, options=list(options), step_ms=1e3 * t, samples_per_s=per_it / t,

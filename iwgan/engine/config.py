@@ -32,6 +32,7 @@ from iwgan.data.mixtures import MIXTURES, PRESETS
 from iwgan.engine.optim import ADAM_IMPLS
 
 DEVICE_KINDS = ("cpu", "cuda")
+MAX_SEED = 2**63 - 1   # torch takes 64-bit seeds; results tables hold them as int64
 PRECISIONS = ("fp32", "bf16")
 LR_SCHEDULES = ("constant", "linear", "step")
 
@@ -93,6 +94,11 @@ class TrainConfig:
     options: dict = field(default_factory=dict)  # method-specific options (see methods)
 
     POSITIVE = ("iterations", "batch_size", "n_critic", "log_every", "z_dim", "curve_points")
+    POSITIVE_REALS = ("lr", "width")
+    # Counts a metric or a loss cannot use below a least value, and why.
+    AT_LEAST = {"batch_size": 2}
+    AT_LEAST_WHY = {"batch_size": "a batch of one has no spread (the MMD penalty divides by "
+                    "n(n - 1), batch norm by the batch's variance)"}
 
     def __post_init__(self):
         method = get_method(self.method)       # one line on an unknown or broken method
@@ -104,15 +110,23 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name, least in self.AT_LEAST.items():
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be at least {least}, got {getattr(self, name)}: "
+                                 f"{self.AT_LEAST_WHY[name]}")
         for name in ("seed", "checkpoint_every", "threads"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
-        if not (isinstance(self.ema, (int, float)) and 0.0 <= self.ema < 1.0):
-            raise ValueError(f"ema must be a decay in [0, 1) (0: no average), got {self.ema!r}")
-        for name in ("lr", "width"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.seed > MAX_SEED:
+            raise ValueError(f"seed {self.seed} is out of range: seeds are 0 to {MAX_SEED} "
+                             "(64-bit, as torch and the results tables take them)")
+        self._check_reals(("ema",), lambda v: 0 <= v < 1, "a decay in [0, 1) (0: no average)")
+        self._check_reals(("beta1", "beta2"), lambda v: 0 <= v < 1,
+                          "in [0, 1) (Adam's decay rates)")
+        self._check_reals(self.POSITIVE_REALS, lambda v: v > 0, "a positive finite number")
+        self._check_reals(("lambda_gp", "lambda_mmd"), lambda v: v >= 0,
+                          "a finite weight >= 0 (0 turns the term off)")
         if not isinstance(self.options, dict):
             raise ValueError(f"options must be a dict of the method's options, got "
                              f"{self.options!r}")
@@ -133,6 +147,13 @@ class TrainConfig:
         """The settings the run's profile fixes (subclasses); an unknown profile is an
         error."""
         raise NotImplementedError
+
+    def _check_reals(self, names, within, what: str) -> None:
+        """Each field of ``names`` a finite number (int or float) ``within`` its range."""
+        for name in names:
+            value = getattr(self, name)
+            if not (_real(value) and within(value)):
+                raise ValueError(f"{name} must be {what}, got {value!r}")
 
     def identity(self) -> str:
         """The cell of the run, without the profile and the seed (subclasses)."""
@@ -170,6 +191,12 @@ class TrainConfig:
         return _digest(self.to_dict())[:12]
 
 
+def _real(value) -> bool:
+    """A finite int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value)
+
+
 def cell_id(profile: str, identity: str, method: str, seed: int) -> str:
     """A run id without its overrides: what a run at the profile's own settings is called,
     and what precedes the hash of the overridden settings otherwise."""
@@ -193,10 +220,15 @@ class MixtureConfig(TrainConfig):
     stop_window: int = 100         # iterations averaged before the rule is checked
 
     POSITIVE = (*TrainConfig.POSITIVE, "eval_samples", "stop_window")
+    AT_LEAST = {**TrainConfig.AT_LEAST, "eval_samples": 2}
+    AT_LEAST_WHY = {**TrainConfig.AT_LEAST_WHY, "eval_samples": "the latent MMD, an unbiased "
+                    "estimate, divides by n(n - 1)"}
     CELL = ("method", "mixture", "preset", "seed")
 
     def __post_init__(self):
         super().__post_init__()
+        # |gap| < stop_gap and |L| < stop_loss: 0 never stops
+        self._check_reals(("stop_gap", "stop_loss"), lambda v: v >= 0, "a finite threshold >= 0")
         check_choice("mixture", self.mixture, MIXTURES)
         check_choice("preset", self.preset, PRESETS)
         if self.arch != "mixture":
@@ -240,6 +272,12 @@ class ImageConfig(TrainConfig):
 
     POSITIVE = (*TrainConfig.POSITIVE, "fid_samples", "validation_samples", "eval_batch",
                 "classifier_steps", "sample_every", "image_size")
+    AT_LEAST = {**TrainConfig.AT_LEAST, "fid_samples": 2, "validation_samples": 2}
+    AT_LEAST_WHY = {**TrainConfig.AT_LEAST_WHY,
+                    "fid_samples": "a Frechet distance needs the covariance of two samples "
+                    "at least (--fid-samples)",
+                    "validation_samples": "the real-vs-real floor is a Frechet distance "
+                    "on them"}
     CELL = ("method", "dataset", "seed")
 
     def __post_init__(self):
@@ -413,6 +451,15 @@ IMAGE_PROFILES: dict[str, dict[str, dict]] = {
     "mnist": {
         "paper": dict(width=1.0, iterations=10_000, batch_size=250, lr=1e-4, n_critic=5,
                       metric="fid", fid_samples=10_000),
+        # Real MNIST on a CPU (docs/images.md, "Real MNIST on a CPU"): the digits `cpu`
+        # profile's networks and rates (quarter-width D2, batch 64, 2 + 2 steps, lr 1e-4:
+        # 1e-3 killed iWGAN's encoder) with round 6's moving average of G and Q (0.99),
+        # 1,500 iterations and a 32-point FD curve; FD-MNISTCNN on 10k samples against the
+        # 10k test images, its classifier 4,000 steps (test accuracy in the report).
+        "cpu": dict(width=0.25, iterations=1_500, batch_size=64, lr=1e-4, n_critic=2,
+                    ema=0.99, curve_points=32, metric="fd-cnn", fid_samples=10_000,
+                    classifier_steps=4_000, log_every=20, checkpoint_every=100,
+                    sample_every=250, threads=1),
         "smoke": dict(width=0.125, iterations=20, batch_size=32, lr=5e-4, n_critic=2,
                       max_train=2_000, metric="fd-cnn", fid_samples=500, classifier_steps=100,
                       validation_samples=500, log_every=5, checkpoint_every=10,

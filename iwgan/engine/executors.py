@@ -4,9 +4,15 @@ Every grid command takes ``--executor local|dask|slurm``. The unit of work is th
 the local grid (iwgan.engine.grid): a run, or a stack of runs trained as one model.
 Workers train and write their own run directories (``runs/<run>/``: on a cluster, a file
 system every node sees); they return the results rows, and only this process, the
-coordinator, writes the shared results tables, as each unit comes back. A unit whose
-worker fails or is lost is run once more, then recorded as failed (status ``failed``,
-with the error), never lost; ``--resume`` re-runs what did not finish.
+coordinator, writes the shared results tables, as each unit comes back. Every executor
+runs the one loop of iwgan.engine.grid.drive: a unit whose worker fails or is lost is run
+once more, then recorded as failed (status ``failed``, with the error), never lost;
+``--resume`` re-runs what did not finish. An interrupt (Ctrl-C, SIGTERM) stops every
+executor the same way: nothing more starts (Dask: queued units are cancelled; Slurm:
+pending jobs are cancelled), running units stop at their next iteration (they poll a
+stop flag: Dask an Event on the scheduler, Slurm a file in the job folder) or end if
+past training, what comes back is recorded, and whatever has not come back after the
+grace period is cancelled.
 
 - ``local``: ``--jobs`` processes on this machine (the default).
 - ``dask``: Dask distributed. ``--scheduler ADDRESS`` uses a running cluster; without it
@@ -16,6 +22,8 @@ with the error), never lost; ``--resume`` re-runs what did not finish.
   ``--cpus-per-job`` and ``--gpus-per-job``; ``--slurm-local`` runs the jobs with
   submitit's local executor (no Slurm needed: for testing), at most ``--jobs`` at once.
 
+``--jobs`` above this machine's CPU count is capped to it, with a warning, unless
+``--oversubscribe`` (local processes, a local Dask cluster, ``--slurm-local``).
 dask/distributed and submitit are optional (``pip install .[cluster]``) and imported only
 when their executor is chosen.
 """
@@ -24,17 +32,30 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
+import os
+import pickle
 import shutil
+import signal
+import subprocess
+import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
-from iwgan.engine.grid import run_grid, unit_id
+from iwgan.engine.grid import drive, ignoring_sigint, run_grid
+from iwgan.engine.workers import (
+    Halted,
+    Stopped,
+    Throttled,
+    call_unit,
+    halting,
+    slurm_unit,
+    unit_id,
+)
 
 EXECUTORS = ("local", "dask", "slurm")
-RETRIES = 1
 
 
 @dataclass(frozen=True)
@@ -66,6 +87,30 @@ def add_executor_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gpus-per-job", type=int, default=0, help="slurm: GPUs per job (0)")
     g.add_argument("--slurm-local", action="store_true",
                    help="slurm: submitit's local executor instead of Slurm (testing)")
+    g.add_argument("--oversubscribe", action="store_true",
+                   help="allow --jobs above this machine's CPU count (capped to it otherwise)")
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not Linux
+        return os.cpu_count() or 1
+
+
+def local_jobs(args) -> int:
+    """``--jobs``, capped to the CPU count (with a warning) where the processes run on this
+    machine, unless ``--oversubscribe``: each worker holds its own torch (~0.45 GB), and
+    more of them than CPUs only share the CPUs."""
+    local = args.executor == "local" or (args.executor == "dask" and not args.scheduler) \
+        or (args.executor == "slurm" and args.slurm_local)
+    cpus = cpu_count()
+    if not local or args.jobs <= cpus or args.oversubscribe:
+        return args.jobs
+    print(f"warning: --jobs {args.jobs} is more than the {cpus} CPU(s) of this machine: "
+          f"running {cpus} at once (--oversubscribe keeps {args.jobs})", file=sys.stderr)
+    return cpus
 
 
 def executor_options(args) -> ExecutorOptions:
@@ -105,11 +150,6 @@ class LocalExecutor:
         return run_grid(units, runner, record, self.options.jobs, failed=failed)
 
 
-def _progress(units):
-    return tqdm(total=sum(len(u) for u in units), desc=f"grid ({sum(map(len, units))} runs)",
-                unit="run", dynamic_ncols=True, mininterval=1.0)
-
-
 class DaskExecutor:
     def __init__(self, client, options: ExecutorOptions):
         self.client, self.options = client, options
@@ -132,32 +172,96 @@ class DaskExecutor:
             with client:
                 yield cls(client, options)
             return
-        cluster = LocalCluster(n_workers=options.jobs, threads_per_worker=1, processes=True,
-                               host="127.0.0.1",
-                               dashboard_address="127.0.0.1:0" if options.dashboard else None)
+        with ignoring_sigint():   # its processes leave Ctrl-C to the grid
+            cluster = LocalCluster(n_workers=options.jobs, threads_per_worker=1,
+                                   processes=True, host="127.0.0.1",
+                                   dashboard_address="127.0.0.1:0" if options.dashboard
+                                   else None)
         with cluster, Client(cluster) as client:
             if options.dashboard:
                 print(f"dask dashboard: {client.dashboard_link}")
             yield cls(client, options)
 
     def run(self, units, runner, record, failed) -> list:
-        from distributed import as_completed  # optional: the dask executor's
+        return drive(units, DaskBackend(self.client, runner), record, failed)
 
-        futures = {self.client.submit(runner, unit, pure=False, retries=RETRIES,
-                                      key=f"unit-{i}-{unit_id(unit)}"): unit
-                   for i, unit in enumerate(units)}
-        results = []
-        with _progress(units) as bar:
-            for fut in as_completed(futures):
-                unit = futures[fut]
-                try:
-                    result = fut.result()
-                except Exception as err:  # retried already: record it, lose nothing
-                    result = failed(unit, f"{type(err).__name__}: {err}")
-                results.append(result)
-                record(result)
-                bar.update(len(unit))
-        return results
+
+def _dask_unit(runner, unit, stop: str):
+    """A unit on a Dask worker: it stops at its next iteration once the Event ``stop``
+    is set on the scheduler (looked up at most once a second)."""
+    from distributed import Event  # optional: the dask executor's
+
+    return halting(lambda: call_unit(runner, unit, Throttled(Event(stop).is_set)))
+
+
+class RemoteBackend:
+    """What the Dask and Slurm backends share (the backend interface of
+    iwgan.engine.grid.InProcess): handles with ``done()`` and ``result()``, looked at
+    every 0.1 s; they report runs as they come back, not iterations."""
+
+    counts_iterations = False
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.flight: set = set()
+
+    def start(self, advance, interrupts) -> None:
+        pass
+
+    def submit(self, unit):
+        handle = self._submit(unit)
+        self.flight.add(handle)
+        return handle
+
+    def poll(self, handles, timeout):
+        end = time.monotonic() + timeout
+        while True:
+            done = [h for h in handles if h.done()]
+            if done or time.monotonic() >= end:
+                break
+            time.sleep(min(0.1, max(0.0, end - time.monotonic())))
+        self.flight -= set(done)
+        return [(h, *self._outcome(h)) for h in done]
+
+    def _outcome(self, handle) -> tuple:
+        """(result, None), or (None, the error) of a finished handle."""
+        try:
+            result = handle.result()
+        except Exception as err:  # the unit's error, or its cancellation: drive decides
+            return None, err
+        return (None, result.error()) if isinstance(result, Halted) else (result, None)
+
+    def close(self) -> None:
+        pass
+
+
+class DaskBackend(RemoteBackend):
+    """The units as Dask futures, all submitted at once (the scheduler queues them). Dask
+    itself re-runs a task whose worker was lost (up to its ``allowed-failures``) before
+    the loop sees a failure."""
+
+    def __init__(self, client, runner):
+        super().__init__(sys.maxsize)
+        self.client, self.runner = client, runner
+        self.stop_event = f"iwgan-stop-{uuid.uuid4().hex}"
+        self.serial = itertools.count()
+
+    def _submit(self, unit):
+        return self.client.submit(_dask_unit, self.runner, unit, self.stop_event, pure=False,
+                                  key=f"unit-{next(self.serial)}-{unit_id(unit)}")
+
+    def stop(self, handles) -> None:
+        from distributed import Event  # optional: the dask executor's
+
+        Event(self.stop_event, client=self.client).set()
+        running = {key for keys in self.client.processing().values() for key in keys}
+        queued = [f for f in handles if f.key not in running and not f.done()]
+        if queued:
+            self.client.cancel(queued)
+
+    def kill(self) -> None:
+        if self.flight:
+            self.client.cancel(list(self.flight), force=True)
 
 
 class SlurmExecutor:
@@ -192,27 +296,70 @@ class SlurmExecutor:
         return ex
 
     def run(self, units, runner, record, failed) -> list:
-        ex = self.executor()
-        limit = self.options.jobs if self.options.slurm_local else len(units)
-        waiting = list(enumerate(units))
-        running: dict = {}          # job -> (index, unit, attempt)
-        results = []
-        with _progress(units) as bar:
-            while waiting or running:
-                while waiting and len(running) < limit:
-                    i, unit = waiting.pop(0)
-                    running[ex.submit(runner, unit)] = (i, unit, 0)
-                time.sleep(0.5)
-                for job in [j for j in running if j.done()]:
-                    i, unit, attempt = running.pop(job)
-                    try:
-                        result = job.result()
-                    except Exception as err:  # a failed or lost job
-                        if attempt < RETRIES:
-                            running[ex.submit(runner, unit)] = (i, unit, attempt + 1)
-                            continue
-                        result = failed(unit, f"{type(err).__name__}: {err}")
-                    results.append(result)
-                    record(result)
-                    bar.update(len(unit))
-        return results
+        o = self.options
+        backend = SlurmBackend(self.executor(), runner, o.folder, o.slurm_local,
+                               o.jobs if o.slurm_local else sys.maxsize)
+        return drive(units, backend, record, failed)
+
+
+class SlurmBackend(RemoteBackend):
+    """One submitit job per unit; stop: the stop file, and pending jobs cancelled; kill:
+    scancel (local jobs: their controller's SIGINT, which kills the job)."""
+
+    def __init__(self, executor, runner, folder: Path, local: bool, capacity: int):
+        super().__init__(capacity)
+        self.ex, self.runner, self.local = executor, runner, local
+        self.stop_file = Path(folder) / f".stop-{uuid.uuid4().hex}"
+        self.never_started: set = set()      # pending jobs cancelled by stop()
+
+    def start(self, advance, interrupts) -> None:
+        self.stop_file.parent.mkdir(parents=True, exist_ok=True)
+
+    def _submit(self, unit):
+        with ignoring_sigint() if self.local else contextlib.nullcontext():
+            # a local job (this machine's process group) leaves Ctrl-C to the grid
+            return self.ex.submit(slurm_unit, pickle.dumps((self.runner, unit)),
+                                  str(self.stop_file))
+
+    def _outcome(self, job) -> tuple:
+        if job in self.never_started:
+            return None, Stopped(started=False)
+        return super()._outcome(job)
+
+    def stop(self, handles) -> None:
+        self.stop_file.touch()
+        if not self.local:
+            self.never_started = {j for j in handles if j.state == "PENDING"}
+            self._cancel(list(self.never_started))
+
+    def kill(self) -> None:
+        self._cancel(list(self.flight))
+
+    def _cancel(self, jobs) -> None:
+        if not jobs:
+            return
+        if self.local:   # its controller ignores SIGINT (cancel's signal): kill its tree
+            for job in jobs:
+                process = getattr(job, "_process", None)
+                if process is None:
+                    job.cancel(check=False)
+                else:
+                    _kill_tree(process.pid)
+        else:   # one scancel for all of them
+            subprocess.run(["scancel", *[str(j.job_id) for j in jobs]], check=False,
+                           capture_output=True)
+
+    def close(self) -> None:
+        self.stop_file.unlink(missing_ok=True)
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and its descendants (Linux: /proc's children lists)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for child in children:
+        _kill_tree(int(child))
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)

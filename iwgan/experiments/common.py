@@ -6,18 +6,20 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
+import importlib
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 
 import torch
 
 from iwgan.core.methods import METHOD_NAMES, SHARED_SETTINGS, get_method
 from iwgan.data.mixtures import MIXTURES, PRESETS, MixtureBatches
-from iwgan.engine.config import PROFILES, MixtureConfig, make_config, parse_field
+from iwgan.engine.config import MAX_SEED, PROFILES, MixtureConfig, make_config, parse_field
 from iwgan.engine.devices import check_device, default_device
-from iwgan.engine.executors import add_executor_arguments
+from iwgan.engine.executors import add_executor_arguments, local_jobs
 from iwgan.engine.records import now
 from iwgan.engine.stacking import STACK_MODES
 from iwgan.engine.trainer import LogTo, Trainer, mixture_hooks
@@ -138,16 +140,33 @@ def device_of(args) -> str:
 
 def seeds_of(args, profile: str) -> range:
     """--seeds, or its default: the converged table has 5 seeds a cell, the others 3."""
-    if args.first_seed < 0:
-        raise ValueError(f"--first-seed must be non-negative, got {args.first_seed}")
     n = args.seeds or (CONVERGED_SEEDS if profile == "converged" else DEFAULT_SEEDS)
+    if not 0 <= args.first_seed <= MAX_SEED - n + 1:
+        raise ValueError(f"--first-seed must be in [0, {MAX_SEED - n + 1}] for {n} seeds "
+                         f"(seeds are 64-bit: 0 to {MAX_SEED}), got {args.first_seed}")
     return range(args.first_seed, args.first_seed + n)
 
 
+def merge_repeated(args, axes=("methods", "mixtures", "presets")) -> None:
+    """A value given twice on an axis (``--methods iwgan iwgan``) is one value: the grid
+    plans each run once, and says so."""
+    for axis in axes:
+        values = getattr(args, axis, None)
+        if values is None or len(set(values)) == len(values):
+            continue
+        twice = sorted({v for v in values if values.count(v) > 1})
+        setattr(args, axis, list(dict.fromkeys(values)))
+        print(f"note: --{axis} repeats {', '.join(twice)}: each run is planned once",
+              file=sys.stderr)
+
+
 def grid_configs(args) -> list:
-    """The grid's configs, after checking the device: nothing is written before."""
+    """The grid's configs, after checking the device, merging repeated axis values and
+    capping ``--jobs`` (iwgan.engine.executors.local_jobs): nothing is written before."""
     device = device_of(args)
     profile = args.profile or default_profile(device)
+    merge_repeated(args)
+    args.jobs = local_jobs(args)
     overrides = dict(args.overrides)
     configs = [make_config(profile, **{**overrides, "method": m, "mixture": x, "preset": p,
                                     "seed": s, "device": device,
@@ -212,3 +231,11 @@ class MixtureExperiment(Experiment):
                      "device": sorted({c.device for c in configs}),
                      "cpu_count": os.cpu_count(), "platform": platform.platform(),
                      "date": now()}
+
+    def report(self, results, reports):
+        # Imported here: the report modules pull in matplotlib and seaborn, which the
+        # grid's worker processes never need.
+        report = importlib.import_module(f"iwgan.reporting.{self.name}")
+        # the scorecard's verdicts read this experiment's results too
+        scorecard = importlib.import_module("iwgan.reporting.scorecard")
+        return [report.build_report(results, reports), scorecard.build_report(results, reports)]

@@ -44,7 +44,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 
 from iwgan.core.duality_gap import duality_gap, gap_value, stop_rule_met
 from iwgan.core.methods import get_method
@@ -63,6 +62,7 @@ from iwgan.files import append_jsonl, save_npz, update_json, write_json
 from iwgan.metrics import quality
 from iwgan.metrics.mixture import score_modes, w1_exact, w1_floor
 from iwgan.metrics.plateau import check_window
+from iwgan.metrics.statistics import spearman
 
 SNAPSHOT_POINTS = 400
 INTERPOLATION_PAIRS = 12
@@ -177,14 +177,6 @@ def first_reached(curve: pd.DataFrame, mask) -> tuple[float, float]:
     if hit.empty:
         return float("nan"), float("nan")
     return float(hit.iloc[0]["iteration"]), float(hit.iloc[0]["train_seconds"])
-
-
-def spearman(a, b) -> float:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
-        return float("nan")
-    return float(stats.spearmanr(a[ok], b[ok]).statistic)
 
 
 def stopping_analysis(history: list[dict], curve: pd.DataFrame, cfg) -> dict:
@@ -309,6 +301,10 @@ class Convergence(MixtureExperiment):
         # A changed --eval-every or --w1-samples changes the curves: such runs re-run.
         return {"options_hash": self.opts.hash()}
 
+    def begin(self, configs) -> None:
+        record_thresholds(self.out / "results" / "convergence_thresholds.json", configs,
+                          self.opts)
+
     def prepare(self, configs, resume) -> None:
         for method in sorted({c.method for c in configs}):
             gap_value(get_method(method))   # one line on a method without a duality gap
@@ -347,12 +343,6 @@ class Convergence(MixtureExperiment):
 
     def unmeasured(self, cfg, curve) -> dict:
         return {"eval_seconds": curve.seconds if curve else 0.0, "converged": False}
-
-    def report(self, results, reports):
-        # Imported here: matplotlib and seaborn, which the grid's workers never need.
-        from iwgan.reporting.convergence import build_report
-
-        return [build_report(results, reports)]
 
 
 def run_convergence_grid(configs, opts: ConvergenceOptions, out: Path, jobs: int = 1,
@@ -405,10 +395,7 @@ def command(args) -> int:
         check_window(configs[0].iterations, opts.eval_every)
     experiment = Convergence(args.out, opts)
     experiment.prepare(configs, args.resume)
-    if experiment.results_csv.exists():
-        experiment.read(experiment.results_csv)  # refuse to append to another schema's
     with open_executor(executor_options(args)) as executor:   # reachable, before writing
-        record_thresholds(args.out / "results" / "convergence_thresholds.json", configs, opts)
         start = time.perf_counter()
         rows = run_experiment(experiment, configs, executor, resume=args.resume,
                               stack=args.stack, max_stack=args.max_stack)

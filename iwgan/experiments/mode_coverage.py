@@ -37,7 +37,14 @@ from iwgan.engine.seeds import derived_generator
 from iwgan.experiments.common import MixtureExperiment, add_grid_arguments, grid_configs
 from iwgan.experiments.skeleton import Curve, finish, run_experiment
 from iwgan.files import save_npy, write_json
-from iwgan.metrics.mixture import EvalData, compute_metrics, score_modes, w1_exact, w1_floor
+from iwgan.metrics.mixture import (
+    EvalData,
+    compute_metrics,
+    score_modes,
+    w1_exact,
+    w1_floor,
+    w1_unavailable,
+)
 from iwgan.metrics.plateau import HQ_ABS, W1_REL, curve_every
 
 NAN_METRICS = {"modes": np.nan, "hq_pct": np.nan, "kl": np.nan, "w1": np.nan,
@@ -60,10 +67,12 @@ class MixtureCurve(Curve):
 class CoverageCurve(MixtureCurve):
     """Modes, HQ % and KL on ``eval_samples`` draws and the exact W1 on
     :data:`CURVE_W1_SAMPLES` against a fixed real set (common random numbers along the
-    curve)."""
+    curve). Where POT is missing, W1 stays empty and so does the plateau rule's verdict,
+    which reads it (``w1_missing`` says why)."""
 
     def __init__(self, cfg):
         super().__init__(cfg, curve_every(cfg.iterations, cfg.curve_points))
+        self.w1_missing = w1_unavailable()   # None, or why W1 stays empty
         self.mixture = get_mixture(cfg.mixture, cfg.preset)
         gen = derived_generator(cfg.seed, "curve-reference")
         self.z = torch.randn(cfg.eval_samples, cfg.z_dim, generator=gen)
@@ -72,7 +81,11 @@ class CoverageCurve(MixtureCurve):
     def measure(self, it: int, models) -> dict:
         samples = get_method(self.cfg.method).generate(models, self.z).numpy()
         return {**score_modes(samples, self.mixture.centres, self.mixture.std),
-                "w1": w1_exact(samples[:CURVE_W1_SAMPLES], self.real)}
+                "w1": (np.nan if self.w1_missing
+                       else w1_exact(samples[:CURVE_W1_SAMPLES], self.real))}
+
+    def verdict(self, iterations: int) -> dict:
+        return {"converged": np.nan} if self.w1_missing else super().verdict(iterations)
 
 
 def evaluate(cfg, models) -> tuple[dict, np.ndarray]:
@@ -117,7 +130,7 @@ class ModeCoverage(MixtureExperiment):
         start = time.perf_counter()
         metrics, samples = evaluate(cfg, result.models)
         measured = {"eval_seconds": time.perf_counter() - start, "curve_seconds": curve.seconds,
-                    **metrics, **curve.verdict(result.iterations)}
+                    **metrics, **curve.verdict(result.iterations), **w1_reason(curve)}
         save_npy(run.path / "samples.npy", samples)
         self.keep(run, result)
         return measured
@@ -131,13 +144,16 @@ class ModeCoverage(MixtureExperiment):
 
     def unmeasured(self, cfg, curve) -> dict:
         return {"eval_seconds": 0.0, "curve_seconds": curve.seconds if curve else 0.0,
-                **NAN_METRICS, "converged": False}
+                **NAN_METRICS, "converged": False, **w1_reason(curve)}
 
-    def report(self, results, reports):
-        # Imported here: matplotlib and seaborn, which the grid's workers never need.
-        from iwgan.reporting.mode_coverage import build_report
+    def begin(self, configs) -> None:
+        write_json(self.out / "results" / "mixtures.json",
+                   {f"{m}-{p}": get_mixture(m, p).to_json() for p in PRESETS for m in MIXTURES})
 
-        return [build_report(results, reports)]
+
+def w1_reason(curve: CoverageCurve | None) -> dict:
+    """Where POT was missing, W1 and the converged flag stay empty, and the row says why."""
+    return {"w1_unavailable": curve.w1_missing} if curve and curve.w1_missing else {}
 
 
 def run_mode_coverage(configs, out: Path, jobs: int = 1, resume: bool = False,
@@ -157,11 +173,7 @@ def command(args) -> int:
     configs = grid_configs(args)
     results = args.out / "results"
     experiment = ModeCoverage(args.out, samples_dir=results / "mode_coverage_samples")
-    if experiment.results_csv.exists():
-        experiment.read(experiment.results_csv)  # refuse to append to another schema's
     with open_executor(executor_options(args)) as executor:   # reachable, before writing
-        write_json(results / "mixtures.json", {f"{m}-{p}": get_mixture(m, p).to_json()
-                                               for p in PRESETS for m in MIXTURES})
         start = time.perf_counter()
         rows = run_experiment(experiment, configs, executor, resume=args.resume,
                               stack=args.stack, max_stack=args.max_stack)
@@ -173,7 +185,7 @@ def command(args) -> int:
                   "results/mode_coverage.csv has no converged rows yet (docs/converged.md)")
         else:   # the whole grid's rows, those a --resume skipped too
             ids = {c.run_id for c in configs}
-            grid = read_results(experiment.results_csv)
+            grid = experiment.read(experiment.results_csv, damaged="drop")
             for line in distance_to_reference(grid[grid.run_id.isin(ids)], reference):
                 print(line)
     return rc

@@ -12,10 +12,13 @@ regression subsets:
   (``config.json`` and ``manifest.json`` before training, ``metrics.json`` after) and its
   results row, finished, stopped early or diverged (:class:`RunRecord`);
 - :func:`failed_unit` gives the rows of a unit whose worker failed, never lost;
-- :func:`run_experiment` skips what a ``--resume`` finds finished, plans the units, runs
-  them on an executor (iwgan.engine.executors: local processes, Dask or Slurm) and writes
-  each unit's rows (and curves) the moment it comes back;
-- :func:`finish` records the grid's wall time, says what diverged and rebuilds the report.
+- :func:`run_experiment` refuses a results table of another schema and a run directory
+  that is a file before anything is written, skips what a ``--resume`` finds finished,
+  plans the units, runs them on an executor (iwgan.engine.executors: local processes,
+  Dask or Slurm; one loop for all, with its retries and interrupts: iwgan.engine.grid.drive)
+  and writes each unit's rows (and curves) the moment it comes back;
+- :func:`finish` records the grid's wall time, says what finished, diverged and failed,
+  rebuilds the report, and exits 1 when a run failed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -35,6 +39,7 @@ from iwgan.engine.executors import ExecutorOptions, LocalExecutor
 from iwgan.engine.grid import unfinished
 from iwgan.engine.records import (
     KEY_COLUMNS,
+    check_run_dirs,
     curve_frame,
     manifest,
     manifest_columns,
@@ -120,6 +125,8 @@ class RunRecord:
     def __init__(self, experiment: Experiment, cfg, stacked: list[str]):
         self.cfg, self.path = cfg, experiment.run_path(cfg.run_id)
         self.path.mkdir(parents=True, exist_ok=True)
+        # an earlier attempt's: a metrics.json always belongs to a run that ended
+        (self.path / "metrics.json").unlink(missing_ok=True)
         self.manifest = {**manifest(cfg, stacked=stacked), **experiment.manifest_extra(cfg)}
         write_json(self.path / "config.json", cfg.to_dict())
         write_json(self.path / "manifest.json", self.manifest)
@@ -157,8 +164,10 @@ class Experiment:
     def results_csv(self) -> Path:
         return self.out / "results" / f"{self.name}.csv"
 
-    def read(self, path: Path) -> pd.DataFrame:
-        return read_results(path, keys=self.keys)
+    def read(self, path: Path, **kw) -> pd.DataFrame:
+        """The results table at ``path`` (iwgan.engine.records.read_results: ``required``,
+        ``damaged``)."""
+        return read_results(path, keys=self.keys, **kw)
 
     def run_path(self, run_id: str) -> Path:
         return self.out / self.runs / run_id
@@ -166,6 +175,10 @@ class Experiment:
     def finished_with(self) -> dict:
         """Columns a finished row must also hold for ``--resume`` to skip its run."""
         return {}
+
+    def begin(self, configs) -> None:
+        """What the grid records before its runs, for all of ``configs`` (once the checks
+        have passed, before ``--resume``'s filter)."""
 
     def prepare(self, configs, resume: bool) -> None:
         """Checks and set-up before anything is written (after ``--resume``'s filter)."""
@@ -262,8 +275,10 @@ def run_experiment(experiment: Experiment, configs, executor=None, jobs: int = 1
     ``executor`` (default: ``jobs`` local processes); each unit's rows and curves written
     to ``results/`` the moment it comes back. Returns the rows."""
     csv = experiment.results_csv
-    if csv.exists():
-        experiment.read(csv)   # refuse to append to a file of another schema
+    if csv.exists():   # refuse a file of another schema; name its damaged rows
+        experiment.read(csv, damaged="warn")
+    check_run_dirs(experiment.out / experiment.runs, configs)
+    experiment.begin(configs)
     if resume:
         configs = unfinished(configs, csv, read=experiment.read,
                              also=experiment.finished_with())
@@ -292,19 +307,35 @@ def run_experiment(experiment: Experiment, configs, executor=None, jobs: int = 1
     return [row for pairs in done for row, _ in pairs]
 
 
+def grid_summary(rows, wall: float) -> str:
+    """One line: how many runs finished, diverged and failed, naming the last two."""
+    def named(status):
+        ids = [r["run_id"] for r in rows if r["status"] == status]
+        return f"{len(ids)} {status}" + (f" ({', '.join(ids)})" if ids else "")
+
+    trained = sum(r["status"] in ("finished", "stopped_early") for r in rows)
+    return f"{len(rows)} runs in {wall:.0f} s: {trained} finished, {named('diverged')}, " \
+        f"{named('failed')}"
+
+
 def finish(args, experiment: Experiment, configs, rows, wall: float) -> int:
-    """Record the grid's wall time (when it ran anything), say what diverged, rebuild the
-    experiment's report."""
+    """Record the grid's wall time (when it ran anything), say what finished, diverged and
+    failed, rebuild the experiment's report; exit status 1 when a run failed (its row says
+    why), else 0."""
     if rows:
         key, entry = experiment.wall_time(configs, rows, wall, getattr(args, "jobs", 1))
         entry["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
         update_json(experiment.out / "results" / "benchmarks"
                     / f"{experiment.name}_wall_time.json",
                     lambda record: record.update({key: entry}))
-    diverged = [r["run_id"] for r in rows if r["status"] == "diverged"]
-    print(f"{len(rows)} runs in {wall:.0f} s; {len(diverged)} diverged"
-          + (f": {', '.join(diverged)}" if diverged else ""))
+    print(grid_summary(rows, wall))
     if not args.no_report:
         for path in experiment.report(experiment.out / "results", experiment.out / "reports"):
             print(f"report: {path}")
+    failed = [r for r in rows if r["status"] == "failed"]
+    if failed:
+        print(f"error: {len(failed)} run(s) failed, e.g. {failed[0]['run_id']}: "
+              f"{failed[0].get('error')}; fix the cause and re-run with --resume",
+              file=sys.stderr)
+        return 1
     return 0

@@ -16,10 +16,12 @@ and the fallback is recorded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,10 +52,12 @@ FAST_PATH_VARIANTS = {
     "bf16_channels_last_compile": ("bf16", "channels_last", "compile"),
 }
 # Dense peak FLOP/s by GPU name fragment and precision, for MFU (vendor datasheets, SXM):
-# fp32 = FP32 CUDA cores (TF32 is off by default in torch), bf16 = dense tensor cores.
-PEAK_FLOPS = {"H100": {"fp32": 67e12, "bf16": 989e12},
-              "H200": {"fp32": 67e12, "bf16": 989e12},
-              "A100": {"fp32": 19.5e12, "bf16": 312e12}}
+# fp32 = FP32 CUDA cores (torch's matmuls stay off TF32 by default), tf32 = dense TF32
+# tensor cores (cuDNN's convolutions use them by default: torch.backends.cudnn.allow_tf32),
+# bf16 = dense bf16 tensor cores.
+PEAK_FLOPS = {"H100": {"fp32": 67e12, "tf32": 494.7e12, "bf16": 989e12},
+              "H200": {"fp32": 67e12, "tf32": 494.7e12, "bf16": 989e12},
+              "A100": {"fp32": 19.5e12, "tf32": 156e12, "bf16": 312e12}}
 RESULTS = Path("results") / "throughput"
 
 
@@ -73,6 +77,16 @@ def resolve_fast_path(options, device: str) -> tuple[tuple[str, ...], list[str]]
         return tuple(o for o in FAST_PATH_OPTIONS if o in options), []
     notes = [f"{o} needs CUDA; this {device} run falls back to eager fp32" for o in options]
     return (), notes
+
+
+def conv_precision(device: str, precision: str) -> str:
+    """The precision the image networks' convolutions run in: on CUDA, "fp32" asks
+    cuDNN for TF32 tensor cores unless torch.backends.cudnn.allow_tf32 is off (torch's
+    default is on), so their MFU is against the TF32 peak; elsewhere ``precision``."""
+    if precision == "fp32" and str(device).startswith("cuda") \
+            and torch.backends.cudnn.allow_tf32:
+        return "tf32"
+    return precision
 
 
 def peak_flops(device: str, precision: str) -> float | None:
@@ -327,21 +341,69 @@ def collect(bench_json: dict, skips: list[dict]) -> list[dict]:
     return sorted(out, key=lambda r: r["name"])
 
 
-def run_benchmarks(device: str, fast_path, select: str | None) -> tuple[int, list | None]:
-    """Run pytest benchmarks/ in a subprocess; (exit code, records or None)."""
+TIMED_OUT = 124   # the exit code of a command stopped at its time limit (as timeout(1))
+
+
+def run_group(cmd, timeout: float | None = None, **kwargs) -> int:
+    """``subprocess.run(cmd)`` in a process group of its own; at ``timeout`` seconds the
+    whole group (torch.compile's worker processes too) is killed and TIMED_OUT returned."""
+    proc = subprocess.Popen(cmd, start_new_session=True, **kwargs)
+
+    def kill_group():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group()
+        return TIMED_OUT
+    except BaseException:   # this process interrupted: leave no orphans behind
+        kill_group()
+        raise
+
+
+def read_partial(path: Path) -> tuple[dict, list[dict]]:
+    """The benchmarks and skips that benchmarks/conftest.py appended to ``path`` (one JSON
+    object a line) as each finished: what a run stopped at its time limit leaves."""
+    benchmarks, skips = [], []
+    if Path(path).exists():
+        for line in Path(path).read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:   # a line cut off by the kill
+                continue
+            (skips if entry.pop("kind") == "skip" else benchmarks).append(entry)
+    return {"benchmarks": benchmarks}, skips
+
+
+def run_benchmarks(device: str, fast_path, select: str | None, timeout: float | None = None,
+                   log: Path | None = None, env: dict | None = None) -> tuple[int, list | None]:
+    """Run pytest benchmarks/ in a subprocess (its output appended to ``log`` if given;
+    ``env`` instead of this process's environment); (exit code, records or None).
+    Stopped at ``timeout`` seconds (exit code TIMED_OUT), it returns the benchmarks
+    that finished."""
     root = REPO_ROOT
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, \
+            (open(log, "a") if log else contextlib.nullcontext()) as out:
         bench, skips = Path(tmp) / "bench.json", Path(tmp) / "skips.json"
-        env = {**os.environ, "THROUGHPUT_DEVICE": device, "THROUGHPUT_SKIPS": str(skips),
+        partial = Path(tmp) / "partial.jsonl"
+        env = {**(os.environ if env is None else env), "THROUGHPUT_DEVICE": device,
+               "THROUGHPUT_SKIPS": str(skips), "THROUGHPUT_PARTIAL": str(partial),
                "THROUGHPUT_FAST_PATH": ",".join(fast_path)}
         cmd = [sys.executable, "-m", "pytest", str(root / "benchmarks"), "-o", "addopts=",
                "-p", "no:cacheprovider", "--benchmark-enable", f"--benchmark-json={bench}",
                "-q", "-rs"] + (["-k", select] if select else [])
-        rc = subprocess.run(cmd, cwd=root, env=env).returncode
-        if not bench.exists():
+        rc = run_group(cmd, timeout, cwd=root, env=env,
+                       **({"stdout": out, "stderr": subprocess.STDOUT} if out else {}))
+        if bench.exists():
+            records = collect(json.loads(bench.read_text()),
+                              json.loads(skips.read_text()) if skips.exists() else [])
+        elif partial.exists():   # stopped at its time limit, or nothing but skips ran
+            records = collect(*read_partial(partial))
+        else:
             return rc or 1, None
-        records = collect(json.loads(bench.read_text()),
-                          json.loads(skips.read_text()) if skips.exists() else [])
     return rc, records
 
 
@@ -356,6 +418,14 @@ def merge_subset(old: dict, new: list[dict]) -> list[dict]:
     kept = [{"earlier_run": earlier, **r} for r in old["benchmarks"]
             if r["name"] not in measured]
     return sorted(kept + new, key=lambda r: r["name"])
+
+
+def results_slug(device: str) -> str:
+    """The name of a device's results file: cpu, or cuda-<the GPU's name>."""
+    if not str(device).startswith("cuda"):
+        return "cpu"
+    name = torch.cuda.get_device_name(torch.device(device)).lower()
+    return "cuda-" + "".join(c if c.isalnum() else "-" for c in name).strip("-")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -391,9 +461,7 @@ def command(args) -> int:
         print(f"error: the benchmarks wrote no results (pytest exit {rc})", file=sys.stderr)
         return rc
     record.update(load_average_at_end=[round(v, 2) for v in os.getloadavg()], finished=now())
-    slug = "cpu" if device == "cpu" else "cuda-" + "".join(
-        c if c.isalnum() else "-" for c in torch.cuda.get_device_name().lower()).strip("-")
-    path = args.out / RESULTS / f"{slug}.json"
+    path = args.out / RESULTS / f"{results_slug(device)}.json"
     if args.select and path.exists():
         records = merge_subset(json.loads(path.read_text()), records)
     write_json(path, {"schema_version": 1, "device_kind": "cuda" if device != "cpu" else "cpu",

@@ -53,6 +53,17 @@ def score_modes(samples: np.ndarray, centres: np.ndarray, std: float, n_std: flo
     return {"modes": int((counts > 0).sum()), "hq_pct": 100.0 * float(hq.mean()), "kl": kl}
 
 
+def w1_unavailable() -> str | None:
+    """None where POT (the exact W1's solver) imports; else why not, in one line. A run
+    without it records W1 empty, with this reason in its results row (a GPU machine
+    may lack POT: benchmarks/gpu_campaign.py carries its wheel, or degrades so)."""
+    try:
+        import ot  # noqa: F401  (only W1 needs it)
+    except ImportError as err:
+        return f"W1 not computed: POT is not installed here ({err}); pip install pot"
+    return None
+
+
 def w1_exact(x: np.ndarray, y: np.ndarray) -> float:
     """Exact 1-Wasserstein distance between two empirical distributions with uniform
     weights, by the network simplex of POT (Euclidean ground cost)."""
@@ -81,6 +92,9 @@ def mode_coverage_3std(data: EvalData) -> dict:
 
 @register_metric
 def w1_ot(data: EvalData) -> dict:
+    """Exact W1; NaN where POT is missing (:func:`w1_unavailable` says why)."""
+    if w1_unavailable():
+        return {"w1": float("nan")}
     return {"w1": w1_exact(data.samples, data.real)}
 
 

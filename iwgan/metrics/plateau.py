@@ -27,6 +27,9 @@ MIN_EVALUATIONS = 4      # in the last quarter
 WINDOW = 0.25            # the last quarter of training
 W1_REL = 0.10            # W1 may drift by 10 % of its level ...
 HQ_ABS = 5.0             # ... and HQ % by 5 points across the window
+FD_REL = 0.10            # an image run's Fréchet distance may drift by 10 % of its level
+                         # (plus the real-vs-real floor) ...
+RECON_REL = 0.10         # ... and its reconstruction error by 10 %
 
 
 def curve_every(iterations: int, points: int = CURVE_POINTS) -> int:
@@ -118,6 +121,16 @@ def settled(curve, iterations: int, limits: dict) -> dict:
         out.update({f"plateau_{label}_change": change, f"plateau_{label}_allowed": allowed})
         ok = ok and abs(change) <= allowed
     return {"converged": ok, **out, "plateau_evaluations": len(window)}
+
+
+def image_limits(has_encoder: bool, fd_floor: float | None) -> dict:
+    """The rule's limits for an image run: the Fréchet distance within FD_REL of its level
+    plus the real-vs-real floor, and (a method with an encoder) the reconstruction error
+    within RECON_REL."""
+    limits = {"fd": ("fd", FD_REL, fd_floor if fd_floor is not None else 0.0)}
+    if has_encoder:
+        limits["recon"] = ("recon_error", RECON_REL, 0.0)
+    return limits
 
 
 def plateau(curve, iterations: int, w1_floor: float) -> dict:

@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-from iwgan.reporting import convergence, images, mode_coverage, throughput
+from iwgan.reporting import convergence, images, mode_coverage, scorecard, throughput
 
 
 def build_all(results: Path, reports: Path) -> list[Path]:
-    """Rebuild every report whose results exist."""
+    """Rebuild every report whose results exist, then the scorecard (reports/README.md)."""
     built = []
     if (Path(results) / "mode_coverage.csv").exists():
         built.append(mode_coverage.build_report(results, reports))
@@ -19,4 +19,5 @@ def build_all(results: Path, reports: Path) -> list[Path]:
     if not built:
         raise ValueError(f"{results}: no results to report on; run an experiment first "
                          "(e.g. `nox -s mode_coverage`)")
+    built.append(scorecard.build_report(results, reports))
     return built

@@ -38,6 +38,7 @@ def write_report(path: Path, text: str) -> Path:
 
 
 TRAINED = ("finished", "stopped_early")   # statuses of runs that have numbers
+PROFILE_ORDER = ["converged", "paper", "quick", "long", "tiny"]   # mixture profiles
 
 
 def trained(df: pd.DataFrame) -> pd.DataFrame:
@@ -66,6 +67,13 @@ def setting(rows: pd.DataFrame, column: str) -> pd.Series:
 def settings_text(rows: pd.DataFrame, column: str, joint: str = ", ") -> str:
     """The distinct values of a recorded setting, as text ("16", or "16, 32")."""
     return joint.join(f"{v:g}" for v in sorted(set(setting(rows, column))))
+
+
+def reference_profile(df) -> str:
+    """The mixture profile the literature comparison and the verdicts read: converged if
+    run."""
+    return "converged" if "converged" in set(df.profile) else ordered(df.profile,
+                                                                        PROFILE_ORDER)[0]
 
 
 def moving_average(sub: pd.DataFrame) -> pd.Series:

@@ -1,10 +1,10 @@
 """reports/convergence.md, rebuilt from results/ alone: the duality gap of eq. (4) against
 the exact W1 over training (Figure 2), times to convergence, rank correlations, Algorithm
 1's stopping rule, the latent space (Figure 3), the quality score (Figure 4), outlier
-AUROC, interpolations (Figure 8), runtimes, and a verdict per claim computed from the
-numbers. The figures' sections are :mod:`iwgan.reporting.convergence_figures`, the
-verdicts :mod:`iwgan.reporting.convergence_verdicts`, the comparison with the
-mode-coverage table :mod:`iwgan.reporting.convergence_agreement`."""
+AUROC, interpolations (Figure 8), runtimes, and the verdicts of iwgan.metrics.verdicts
+(iwgan.reporting.verdicts). The figures' sections are
+:mod:`iwgan.reporting.convergence_figures`, the comparison with the mode-coverage table
+:mod:`iwgan.reporting.convergence_agreement`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from iwgan.data.mixtures import MIXTURES
-from iwgan.engine.records import read_results
+from iwgan.engine.records import read_curves, read_results
 from iwgan.reporting.common import (
     TRAINED,
     cells,
@@ -35,13 +35,13 @@ from iwgan.reporting.convergence_figures import (
     latent_section,
     quality_section,
 )
-from iwgan.reporting.convergence_verdicts import verdicts
 from iwgan.reporting.mode_coverage import (
     PRESET_TEXT,
     PROFILE_ORDER,
     converged_count,
     quick_vs_converged,
 )
+from iwgan.reporting.verdicts import convergence_verdicts
 
 REQUIRED = ["status", "train_seconds", "eval_seconds", "w1_threshold", "it_all_modes_hq",
             "it_w1_below", "spearman_dual_gap", "final_w1", "command"]
@@ -56,7 +56,7 @@ CONVERGENCE_METRICS = {"modes": ("final_modes", 1), "HQ %": ("final_hq_pct", 1),
 def build_report(results: Path, reports: Path) -> Path:
     results, reports = Path(results), Path(reports)
     df = read_results(results / "convergence.csv", required=REQUIRED)
-    curves = pd.read_csv(results / "convergence_curves.csv")
+    curves = read_curves(results / "convergence_curves.csv")
     figures = reports / "figures"
     ok = trained(df)
     out = ["# Convergence, the duality gap, the latent space and the quality score", "",
@@ -76,7 +76,7 @@ def build_report(results: Path, reports: Path) -> Path:
                     f"{recipe_text(sub)}, seeds "
                     f"{', '.join(map(str, sorted(set(sub.seed))))}.", ""]
             out += recipe_mismatch(sub, results)
-            out += verdicts(sub, cur)
+            out += convergence_verdicts(sub, cur, results)
             out += figure2_section(sub, cur, results, figures, reports, tag)
             out += convergence_table(sub)
             out += correlation_table(sub)

@@ -18,12 +18,15 @@ from iwgan.core.methods import METHOD_NAMES
 from iwgan.data.datasets import image_grid
 from iwgan.engine.config import ImageConfig, cell_id
 from iwgan.engine.records import read_image_results
+from iwgan.metrics.plateau import assessable, image_limits, settled
 from iwgan.reporting.common import (
     fmt_mean_se,
     markdown_table,
+    methods_with,
     ordered,
     rel,
     save_figure,
+    settings_text,
     write_report,
 )
 from iwgan.reporting.mode_coverage import converged_count
@@ -35,20 +38,24 @@ DATASET_TITLES = {"digits": "Digits (scikit-learn's 8x8 digits at 28x28; offline
 SESSIONS = {"digits": "nox -s replicate_digits", "mnist": "nox -s replicate_mnist",
             "celeba": "nox -s replicate_celeba -- --data-dir <celeba root>"}
 NOT_RUN = {"digits": "not run: `nox -s replicate_digits` (CPU, offline)",
-           "mnist": "not run: needs MNIST (`--download` on a machine with internet) and, for "
-                    "the paper profile, a GPU: `nox -s replicate_mnist`",
+           "mnist": "not run: `nox -s replicate_mnist` (CPU profile; MNIST comes from the "
+                    "package index) or, for the paper profile, on a GPU",
            "celeba": "not run: needs a GPU and CelebA (`nox -s replicate_celeba`)"}
 # The paper's numbers (Appendix G.2); it reports no FID on MNIST and none for ALI/alpha-GAN.
 PAPER_FID = {"celeba": {"iwgan": "69.28", "wgan_gp": "94.49"}}
 PAPER_FIGURES = {
     "digits": dict(samples="MNIST Fig. 10", recon="Figs 5b, 13", interp="Figs 5c, 11",
                    latent="Fig. 9", hist="Fig. 12", quality="Fig. 14"),
-    "mnist": dict(samples="Fig. 10", recon="Figs 5b, 13", interp="Figs 5c, 11",
+    "mnist": dict(samples="Figs 5a, 10", recon="Figs 5b, 13", interp="Figs 5c, 11",
                   latent="Fig. 9", hist="Fig. 12", quality="Fig. 14"),
     "celeba": dict(samples="Figs 16, 17", recon="Figs 6b, 20", interp="Figs 6c, 18",
                    latent="Fig. 15", hist="Fig. 19", quality="Figs 7, 21"),
 }
 PROFILE_ORDER = ["paper", "cpu", "smoke"]
+# Sections whose report shows the plateau rule on the first part of each curve: how the
+# MNIST cpu profile's iterations were chosen (docs/images.md).
+PLATEAU_BY_BUDGET = {("mnist", "cpu")}
+BUDGET_FRACTIONS = (1 / 2, 2 / 3, 5 / 6, 1)
 # The settings a section's heading names when a profile's runs come in several budgets
 # (ema: the moving average of G and Q, recorded by rows since it exists).
 BUDGET = ("iterations", "batch_size", "lr", "n_critic", "width", "ema")
@@ -130,7 +137,8 @@ def profile_section(sub, results, reports, dataset, profile, label="") -> list[s
     name = str(first["fd_name"])
     is_fid = name == "FID"
     out = [f"## {profile} profile" + (f", {label}" if label else ""), "",
-           f"**Data**: {first['train_images']} training images; {first['preprocessing']}. "
+           f"**Data**: {first['train_images']} training images; {first['preprocessing']}"
+           + source_text(first) + ". "
            f"**Networks**: Appendix {'D3' if first['arch'] == 'celeba' else 'D2'} "
            f"(`{first['arch']}`) at width x{first['width']:g}, z_dim {first['z_dim']}. "
            f"**Budget**: {first['iterations']} iterations, batch {first['batch_size']}, "
@@ -139,15 +147,15 @@ def profile_section(sub, results, reports, dataset, profile, label="") -> list[s
            + (f", moving average of G and Q with decay {first['ema']:g}"
               if pd.notna(first.get("ema")) and first["ema"] else "") + ".", "",
            f"**Metric: {name}**, {first['fd_samples']} generated samples against "
-           f"{first['fd_reference_samples']} real training images. "
+           f"{first['fd_reference_samples']} real {reference_split(first)} images. "
            + ("pytorch-fid's Inception (pool3, 2048 features)." if is_fid else
               f"{name} is the Fréchet distance on the 128 penultimate features of a small "
               f"CNN classifier trained on this dataset's train split "
               f"({first.get('fd_note', '')}): comparable between the rows of this table only, "
               "**not a FID** and not comparable with the paper's numbers.")
            + (f" Real vs real (validation split against the same reference): "
-              f"{float(first['fd_real_validation']):.3f}." if _finite(
-                  first.get("fd_real_validation")) else ""), ""]
+              f"{float(first['fd_real_validation']):.3f}, the floor beside every distance "
+              "below." if _finite(first.get("fd_real_validation")) else ""), ""]
     warnings = sorted({str(w) for w in sub.get("fd_warning", []) if isinstance(w, str) and w})
     if warnings:
         out += [f"Warning: {w}." for w in warnings] + [""]
@@ -155,7 +163,8 @@ def profile_section(sub, results, reports, dataset, profile, label="") -> list[s
     for method in ordered(set(METHOD_NAMES) | set(sub.method), METHOD_NAMES):
         runs = sub[sub.method == method]
         done = runs[runs.status == "finished"]
-        row = {"method": method, "paper FID": paper_cell(dataset, method)}
+        row = {"method": method, "paper FID": paper_cell(dataset, method),
+               f"this suite ({name})": "", "real vs real": floor_cell(runs)}
         if runs.empty:
             row[f"this suite ({name})"] = (
                 f"not run at this budget: `python -m iwgan images --dataset {dataset} --profile "
@@ -183,17 +192,85 @@ def profile_section(sub, results, reports, dataset, profile, label="") -> list[s
             "averaged over the latent dimensions: about 1 for codes distributed as the prior "
             "N(0, I), 0 for an encoder that maps every image to one code (a collapsed "
             "encoder, whose G(Q(x)) is one image). "
-            "*Converged*: runs whose 16-point curve (the Fréchet distance on 1,000 samples "
+            f"*Converged*: runs whose {settings_text(sub, 'curve_points', ' or ')}-point "
+            "curve (the Fréchet distance on 1,000 samples "
             "and the reconstruction error of 200 validation images) stopped moving over the "
             "last quarter of training: each within 10 % of its level (the distance also "
             "within the real-vs-real floor), by `iwgan.metrics.plateau.settled`; n/a: no "
             "curve (FID on a CPU, or a run made before curves were recorded).", ""]
+    if (dataset, profile) in PLATEAU_BY_BUDGET:
+        out += plateau_by_budget(sub, results)
     stem = f"images_{dataset}_{profile}" + ("_" + overrides_of(first) if label else "")
     out += figure_section(sub, results, reports, dataset, stem)
     out += runtime_section(sub)
     commands = sorted(set(sub["command"].astype(str)))
     out += ["### Commands", "", "```", *commands, "```", ""]
     return out
+
+
+def plateau_by_budget(sub, results) -> list[str]:
+    """The plateau rule on the first T' iterations of each method's first finished seed:
+    at which budget a shorter run would have stopped moving. At a constant rate the first
+    T' iterations of a run are a T'-iteration run (nothing depends on the total); only
+    the points of its curve differ."""
+    arrays = load_arrays(results, sub)
+    first = sub.iloc[0]
+    total = int(first["iterations"])
+    budgets = [max(1, round(total * f)) for f in BUDGET_FRACTIONS]
+    floor = float(first["fd_real_validation"]) if _finite(
+        first.get("fd_real_validation")) else None
+    encoders = methods_with(sub, "recon_error")   # read from the rows: no error, no Q
+    rows = []
+    for method, a in arrays.items():
+        if "curve_iteration" not in a:
+            continue
+        curve = [{"iteration": int(i), "fd": float(f), "recon_error": float(r)} for i, f, r in
+                 zip(a["curve_iteration"], a["curve_fd"], a["curve_recon_error"])]
+        row = {"method": method}
+        for budget in budgets:
+            prefix = [r for r in curve if r["iteration"] <= budget]
+            if not assessable(prefix, budget):
+                row[f"{budget:,}"] = "n/a (too few points)"
+                continue
+            verdict = settled(prefix, budget,
+                              image_limits(method in encoders, floor))
+            row[f"{budget:,}"] = (f"{'yes' if verdict['converged'] else 'no'} "
+                                  f"(FD {prefix[-1]['fd']:.1f}, "
+                                  f"Δ {round(verdict['plateau_fd_change'], 1) + 0.0:+.1f} of "
+                                  f"±{verdict['plateau_fd_allowed']:.1f})")
+        rows.append(row)
+    if not rows:
+        return []
+    return ["### Plateau by budget", "",
+            "The convergence rule applied to the first T' iterations of each method's first "
+            "seed (its curve up to T'): *yes* where a T'-iteration run would have been "
+            "called converged. Each cell: the verdict, the curve's last distance (1,000 "
+            "samples: above the table's 10k-sample distances) and the fitted change of the "
+            "distance over the last quarter of T' against its allowance (10 % of its level "
+            "plus the real-vs-real floor; methods with an encoder must also hold their "
+            "reconstruction error within 10 %).", "",
+            markdown_table(_table_frame(rows)), ""]
+
+
+def source_text(row) -> str:
+    """Where the images came from and the hash of that file, where the row records them."""
+    source, digest = row.get("data_source"), row.get("data_sha256")
+    if not isinstance(source, str) or not source:
+        return ""
+    return f"; source {source}" + (f", sha256 {digest}" if isinstance(digest, str) and digest
+                                   else "")
+
+
+def reference_split(row) -> str:
+    split = row.get("fd_reference_split")
+    return "training" if not isinstance(split, str) or split == "train" else split
+
+
+def floor_cell(runs) -> str:
+    """The real-vs-real distance of the runs' reference (one value per section)."""
+    floors = sorted({round(float(v), 3) for v in runs.get("fd_real_validation", [])
+                     if _finite(v)})
+    return " / ".join(f"{v:.3f}" for v in floors) or "n/a"
 
 
 def _finite(value) -> bool:

@@ -1,5 +1,6 @@
 """reports/mode_coverage.md, rebuilt from results/ alone: per profile and preset, the
-mode-coverage table (mean ± s.e. over seeds, and how many runs converged), the published
+mode-coverage table (mean ± s.e. over seeds, and how many runs converged), C1's verdicts
+(iwgan.reporting.verdicts) with the run-level flags, the published
 numbers beside the literature-preset ones, quick against converged for every cell, how
 far the quick numbers are from a longer run, a runtime table and the final-sample
 figures. A cell is one config but the seed (``cell`` column): runs of other budgets are
@@ -8,7 +9,6 @@ converged and its other runs."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -17,16 +17,19 @@ import pandas as pd
 
 from iwgan.core.methods import METHOD_NAMES
 from iwgan.data.mixtures import MIXTURES
-from iwgan.engine.records import read_results
+from iwgan.engine.config import PROFILES
+from iwgan.engine.records import read_curves, read_json, read_results
 from iwgan.metrics.mixture import N_STD
 from iwgan.metrics.plateau import HQ_ABS, MIN_EVALUATIONS, W1_REL
 from iwgan.reporting.common import (
+    PROFILE_ORDER,
     draw_mixture,
     fmt_mean_se,
     markdown_table,
     ordered,
     provenance_section,
     recipe_text,
+    reference_profile,
     rel,
     save_figure,
     settings_text,
@@ -35,9 +38,9 @@ from iwgan.reporting.common import (
     write_report,
 )
 from iwgan.reporting.literature import BASELINES, PUBLISHED, SETUPS, TABLES, published
+from iwgan.reporting.verdicts import mode_coverage_verdicts
 
 METRIC_COLUMNS = ["modes", "hq_pct", "kl", "w1", "recon_error", "latent_mmd"]
-PROFILE_ORDER = ["converged", "paper", "quick", "long", "tiny"]
 PRESET_TEXT = {
     "paper": "the **paper** preset (the WGAN-GP toy generators the authors' code uses: ring "
              "radius 1.414 / std 0.0141, grid spacing 0.707 / std 0.0071, spiral std 0.02)",
@@ -52,7 +55,10 @@ def build_report(results: Path, reports: Path) -> Path:
     df = read_results(results / "mode_coverage.csv",
                       required=[*METRIC_COLUMNS, "status", "train_seconds", "command", "cell",
                                 "converged"])
-    mixtures = json.loads((results / "mixtures.json").read_text())
+    mixtures = read_json(results / "mixtures.json", "run the mode-coverage grid (it writes it)")
+    curves_path = results / "mode_coverage_curves.csv"
+    curves = (read_curves(curves_path) if curves_path.exists()
+              else pd.DataFrame(columns=["run_id", "iteration", "metric", "value"]))
     figures = reports / "figures"
     out = ["# Mode coverage on the Gaussian mixtures", "",
            "Rebuilt by `nox -s reports` from `results/mode_coverage.csv` alone; do not edit.",
@@ -95,7 +101,9 @@ def build_report(results: Path, reports: Path) -> Path:
                     f"({rel(fig, reports)})", "",
                     "Final samples (seed with the lowest number) in colour over the true "
                     f"mixture's {N_STD:g}-std discs (grey).", ""]
+            out += mode_coverage_verdicts(sub, curves)
     out += literature_section(df, results)
+    out += paper_beside_cpu(df)
     out += quick_vs_converged(df)
     out += quick_vs_long(df)
     out += runtime_section(df, results)
@@ -155,19 +163,105 @@ def cell_rows(sub, mixtures, preset):
                            "diverged / failed": note or "–"}
 
 
+# What a CPU run's ``device`` column holds (records.device_name: the processor's name);
+# any other name is an accelerator's (torch.cuda.get_device_name).
+CPU_NAMES = frozenset({"", "nan", "x86_64", "amd64", "i386", "i686", "aarch64", "arm64",
+                       "arm", "ppc64le", "s390x", "riscv64"})
+
+
+def accelerators(sub: pd.DataFrame) -> list[str]:
+    """The accelerators (GPUs) that trained ``sub``'s runs, by name."""
+    names = sub["device"].astype(str) if "device" in sub else pd.Series([], dtype=str)
+    return sorted({d for d in names if d.lower() not in CPU_NAMES})
+
+
+def budget_note(sub: pd.DataFrame, profile: str) -> str:
+    """Said when the runs trained another budget than their profile's own."""
+    own = PROFILES.get(profile, {}).get("iterations")
+    iters = sorted(set(sub.iterations))
+    if own is None or iters == [own]:
+        return ""
+    return (f" The profile's own budget is {own:,} iterations: these runs trained "
+            f"{', '.join(f'{i:,}' for i in iters)} (an override, in their run ids), so they "
+            "are not the profile's numbers at its budget.")
+
+
+def w1_note(sub: pd.DataFrame) -> str:
+    """Said when some runs have no W1 (POT was missing where they ran), with the reason."""
+    if "w1_unavailable" not in sub:
+        return ""
+    missing = sub["w1_unavailable"].dropna()
+    if missing.empty:
+        return ""
+    return (f" W1 and the converged flag are empty for {len(missing)} runs: "
+            f"{'; '.join(sorted(set(missing)))}.")
+
+
 def table_section(sub, profile, preset, mixtures) -> list[str]:
     rows = list(cell_rows(sub, mixtures, preset))
     iters = sorted(set(sub.iterations))
-    header = f"## {profile} profile, {preset} preset"
+    gpus = accelerators(sub)
+    header = f"## {profile} profile, {preset} preset" + (f", on {', '.join(gpus)}"
+                                                       if gpus else "")
     text = (f"Protocol: 3-std mode coverage under {PRESET_TEXT[preset]}; profile "
             f"`{profile}`, {', '.join(map(str, iters))} iterations, width "
             f"{', '.join(map(str, sorted(set(sub.width))))} of Appendix D1"
             + (f", {recipe_text(sub)}." if "lr" in sub else "."))
+    if gpus:
+        text += (f" Trained on {', '.join(gpus)} (the `device` column of "
+                 "results/mode_coverage.csv).")
     known = trained(sub).converged.dropna()
     verdict = (f" {int(is_converged(known).sum())} of {len(known)} runs "
                "converged." if len(known) else " The rule does not apply to these runs "
                "(too short).")
-    return [header, "", text + verdict, "", markdown_table(pd.DataFrame(rows)), ""]
+    return [header, "", text + budget_note(sub, profile) + verdict + w1_note(sub), "",
+            markdown_table(pd.DataFrame(rows)), ""]
+
+
+CPU_PROFILES = ("quick", "converged")   # the quarter-width profiles trained on the CPU
+
+
+def paper_beside_cpu(df) -> list[str]:
+    """The paper profile's runs trained on a GPU, each cell beside the same cell of the
+    quarter-width CPU profiles (their own rows, never averaged together)."""
+    paper = df[df.profile == "paper"]
+    gpus = accelerators(paper)
+    if not gpus:
+        return []
+    gpu_rows = paper[paper.device.astype(str).isin(gpus)]
+    rows = []
+    for preset in ordered(gpu_rows.preset, ["paper", "literature"]):
+        for mixture in ordered(gpu_rows.mixture, MIXTURES):
+            for method in ordered(gpu_rows.method, METHOD_NAMES):
+                same = df[(df.preset == preset) & (df.mixture == mixture)
+                          & (df.method == method)]
+                if gpu_rows[(gpu_rows.preset == preset) & (gpu_rows.mixture == mixture)
+                            & (gpu_rows.method == method)].empty:
+                    continue
+                for profile in ("paper", *CPU_PROFILES):
+                    runs = same[same.profile == profile]
+                    if profile == "paper":
+                        runs = runs[runs.device.astype(str).isin(gpus)]
+                    for _, cell in runs.groupby("cell", sort=False):
+                        ok = trained(cell)
+                        rows.append({
+                            "preset": preset, "mixture": mixture, "method": method,
+                            "profile": profile, "device": ", ".join(
+                                sorted(set(cell.device.astype(str)))),
+                            "width": f"{cell.width.iloc[0]:g}",
+                            "batch": int(cell.batch_size.iloc[0]),
+                            "iterations": f"{int(cell.iterations.iloc[0]):,}",
+                            "seeds": len(ok), "converged": converged_count(cell),
+                            "modes": fmt_mean_se(ok.modes, 1), "HQ %": fmt_mean_se(ok.hq_pct, 1),
+                            "W1": fmt_mean_se(ok.w1, 3)})
+    return [f"## The paper profile on {', '.join(gpus)} beside the quarter-width CPU runs",
+            "", "Each cell the GPU trained at the `paper` profile (Appendix D1's full widths, "
+            "batch 256, Adam 1e-4, 5 critic steps) next to the same cell at the quarter-width "
+            "profiles trained on the CPU (`quick`, `converged`): mean ± s.e. over each row's "
+            "seeds, one row per profile and budget, never averaged across them. Budgets, "
+            "widths and devices differ between rows, so this shows what the paper's scale "
+            "changes, not a comparison of methods (each table above compares methods within "
+            "one profile).", "", markdown_table(pd.DataFrame(rows)), ""]
 
 
 def plot_samples(sub, results, mixtures, profile, preset, path) -> None:
@@ -195,12 +289,6 @@ def plot_samples(sub, results, mixtures, profile, preset, path) -> None:
                 ax.text(0.5, 0.5, "diverged / not run", ha="center", transform=ax.transAxes)
             ax.set_title(title, fontsize=8)
     save_figure(fig, path)
-
-
-def reference_profile(df) -> str:
-    """The profile the literature comparison and the verdicts read: converged if run."""
-    return "converged" if "converged" in set(df.profile) else ordered(df.profile,
-                                                                        PROFILE_ORDER)[0]
 
 
 def converged_by_method(runs) -> str:
@@ -378,8 +466,11 @@ def quick_vs_long(df) -> list[str]:
 
 def runtime_section(df, results) -> list[str]:
     rows = []
-    for (profile, method), g in df.groupby(["profile", "method"], sort=False):
-        rows.append({"profile": profile, "method": method, "runs": len(g),
+    by_device = bool(accelerators(df))   # runs from a GPU and a CPU: say which is which
+    keys = ["profile", "method"] + (["device"] if by_device else [])
+    for key, g in df.groupby(keys, sort=False):
+        rows.append({"profile": key[0], "method": key[1],
+                     **({"device": key[2]} if by_device else {}), "runs": len(g),
                      "iterations": ", ".join(map(str, sorted(set(g.iterations)))),
                      "train s / run": fmt_mean_se(g.train_seconds, 1),
                      "eval s / run": fmt_mean_se(g.eval_seconds, 1)})

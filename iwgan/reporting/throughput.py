@@ -19,6 +19,9 @@ import seaborn as sns
 from iwgan.reporting.common import markdown_table, rel, save_figure, write_report
 
 GPU_WAIT = "waits for a GPU"
+# What a row's precision means (cuDNN runs "fp32" convolutions on TF32 tensor cores by
+# default on CUDA: iwgan.experiments.throughput.conv_precision).
+PRECISION_TEXT = {"fp32": "fp32", "tf32": "fp32 with TF32 convolutions", "bf16": "bf16"}
 OVERHEAD_TARGET = 5.0       # % over the plain reference
 # (profile, K, speed-up) of the targets: on CPU per-member throughput at the quick width
 # >= 2x one seed at a time (any K); on a GPU K = 16 at the paper width >= 0.8 K.
@@ -69,10 +72,12 @@ def manifest_lines(d: dict) -> list[str]:
             f"{m['packages']['torch']}, "
             f"{m['platform']}); commit `{m['commit'][:12]}`{' (dirty)' if m['dirty'] else ''}; "
             f"started {m['started']}, finished {m.get('finished', 'n/a')}.",
-            f"Load average (1, 5, 15 min) at start {la}, at end {lb} (the run waited "
-            f"{m.get('waited_for_load_s', 0)} s for the 1-minute load to fall below "
-            f"{m.get('max_load_asked')}). Every benchmark row in the JSON carries its own "
-            "load averages before and after; the tables give the 1-minute one before it.",
+            f"Load average (1, 5, 15 min) at start {la}, at end {lb} ("
+            + (f"the run waited {m.get('waited_for_load_s', 0)} s for the 1-minute load to "
+               f"fall below {m['max_load_asked']}" if m.get("max_load_asked") is not None
+               else "the run did not wait for the load: a machine of its own")
+            + "). Every benchmark row in the JSON carries its own load averages before and "
+            "after; the tables give the 1-minute one before it.",
             *(["Fast path: " + "; ".join(m["fast_path_notes"]) + "."]
               if m.get("fast_path_notes") else []), *earlier_lines(d), ""]
 
@@ -91,6 +96,38 @@ def earlier_lines(d: dict) -> list[str]:
             f"`{commit[:12]}`, started {started}{f'; CPU {cpu}' if cpu else ''}); the run "
             "above re-measured a `-k` subset and kept them."
             for (commit, started, cmd, cpu), names in sorted(runs.items())]
+
+
+def campaign_section(d: dict) -> list[str]:
+    """The stages of the campaign that wrote this file (benchmarks/gpu_campaign.py): what
+    each ran, in what time against its estimate and limit, and what did not fit."""
+    c = d["manifest"].get("campaign")
+    if not c:
+        return []
+    rows = []
+    for s in c["stages"]:
+        what = (f"{s.get('measured', 0)} measured, {s.get('not_run', 0)} not run"
+                if s.get("kind") == "benchmarks" and "measured" in s else "")
+        plan = s.get("plan") or {}
+        if plan.get("fits"):
+            what = (f"paper profile, {plan['iterations']:,} iterations, {plan['seeds']} seeds: "
+                    + "; ".join(f"{' '.join(b['methods'])} ({b['preset']})"
+                                for b in plan["blocks"])
+                    + ("; left out: " + "; ".join(f"{' '.join(b['methods'])} ({b['preset']})"
+                                                  for b in plan["left_out"])
+                       if plan["left_out"] else ""))
+        rows.append({"stage": s["name"], "status": s["status"], "ran": what,
+                     "seconds": fmt(s.get("seconds"), na="–"),
+                     "estimated s": fmt(s.get("estimate_s"), na="–"),
+                     "limit s": fmt(s.get("limit_s"), na="–")})
+    packages = "; ".join(f"{k} {v}" for k, v in c.get("packages", {}).items())
+    return ["### The campaign that measured this device", "",
+            f"`benchmarks/gpu_campaign.py` ({c['scale']} scale; docs/gpu_campaign.md): "
+            f"{c.get('wall_s', 'n/a')} s of a {c['budget_s']:.0f}-second budget, started "
+            f"{c['started']}. Its stages in order, each in a process of its own with a time "
+            "limit; the estimates were made before it ran (the per-op and FLOP model of "
+            f"`benchmarks/campaign_cost.py`, then its own measurements). Packages: {packages}.",
+            "", markdown_table(pd.DataFrame(rows)), ""]
 
 
 def iteration_row(r, method: str, networks: str) -> dict:
@@ -115,7 +152,8 @@ def training_table(records) -> list[str]:
             rows.append({"method": method, "networks": f"{arch} (Appendix D)",
                          "step ms": f"not run: {r['reason']}"})
             continue
-        rows.append(iteration_row(r, method, f"{arch} (Appendix D), fp32"))
+        precision = PRECISION_TEXT.get(r.get("precision", "fp32"), r.get("precision"))
+        rows.append(iteration_row(r, method, f"{arch} (Appendix D), {precision}"))
     if not rows:
         return []
     df = pd.DataFrame(rows).fillna("")
@@ -360,6 +398,7 @@ def build_report(results: Path, reports: Path) -> Path:
         out += [f"## {'CPU' if kind == 'cpu' else 'GPU'}: {d['manifest']['device']} "
                 f"(`results/throughput/{slug}.json`)", ""]
         out += manifest_lines(d)
+        out += campaign_section(d)
         out += training_table(records)
         out += overhead_table(records)
         out += stacked_table(records, kind)

@@ -137,7 +137,7 @@ def test_missing_partial_empty_and_corrupt_celeba_are_clear_errors(fake_celeba, 
 
 def test_mnist_missing_offline_says_where_to_put_it(tmp_path):
     with pytest.raises(DatasetError, match="MNIST/raw"):
-        load_dataset("mnist", "train", tmp_path)
+        load_dataset("mnist", "train", tmp_path, source="torchvision")
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "corrupt", "partial"])
@@ -159,3 +159,37 @@ def test_the_cli_refuses_a_bad_data_dir_with_exit_2_and_writes_nothing(case, fak
     assert {"missing": "not a directory", "empty": "no images", "corrupt": "000003.jpg",
             "partial": "list_eval_partition.txt is missing"}[case] in err
     assert not out.exists()
+
+
+def write_mnist(root, n_train=10, n_test=5):
+    import struct
+
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
+            struct.pack(">IIII", 2051, n, 28, 28) + bytes(n * 28 * 28))
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n)
+                                                          + bytes(n))
+    return raw
+
+
+def test_a_truncated_mnist_file_is_called_truncated_not_missing(tmp_path):
+    raw = write_mnist(tmp_path)
+    assert len(load_dataset("mnist", "train", tmp_path, source="torchvision")) == 10
+    images = raw / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:3000])
+    with pytest.raises(DatasetError, match=r"MNIST under .*MNIST/raw is truncated or corrupt "
+                       r".*replace its four files") as err:
+        load_dataset("mnist", "train", tmp_path, source="torchvision")
+    assert "not found" not in str(err.value)
+
+
+def test_an_image_too_large_to_decode_safely_is_named_with_the_fix(image_folder, tmp_path,
+                                                                    monkeypatch):
+    # Pillow refuses an image of more than twice MAX_IMAGE_PIXELS (a 30000x30000 PNG at
+    # its default): lowered here, so that a 178x218 image stands for one.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    with pytest.raises(DatasetError, match=r"000001.png: too large to decode safely .*remove "
+                       "it from the folder"):
+        load_dataset("celeba", "train", image_folder, cache_dir=tmp_path / "c")

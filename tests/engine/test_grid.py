@@ -1,6 +1,8 @@
-"""The grid survives faults: a killed grid takes its worker processes with it, and two
-grids into one --out, one of them killed and resumed, end with every row, no orphan
-process, and the metrics of uninterrupted runs."""
+"""The grid survives faults: a killed grid takes its worker processes with it; two grids
+into one --out, one of them killed and resumed, end with every row, no orphan process,
+and the metrics of uninterrupted runs; an interrupted grid (Ctrl-C, once or twice) exits
+within seconds keeping the row of every run that finished, and --resume completes it
+with the metrics of an uninterrupted grid."""
 
 import os
 import signal
@@ -74,3 +76,69 @@ def test_two_grids_into_one_out_one_killed_and_resumed_lose_nothing(tmp_path):
     assert got.loc[want.index, METRICS].equals(want[METRICS])
     for run_id in want.index:
         assert (out / "results" / "mode_coverage_samples" / f"{run_id}.npy").exists()
+
+
+# A --jobs 2 grid of 8 runs, interrupted as a terminal's Ctrl-C does (SIGINT to its whole
+# process group, the workers included) once its first row is written.
+FAULT = ["--methods", "iwgan", "wgan_gp", "--stack", "off"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    proc = start(out, ["iwgan", "wgan_gp"], 2, "--stack", "off")
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    return read_results(out / "results" / "mode_coverage.csv").set_index("run_id")
+
+
+def interrupt(out: Path, twice: bool) -> tuple[subprocess.Popen, float, str]:
+    """Start the grid, SIGINT its process group once a row is written (twice: again 0.2 s
+    later); the seconds from the last SIGINT to its exit, and its stderr."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, *GRID, *FAULT, "--jobs", "2", "--out", str(out)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    csv = out / "results" / "mode_coverage.csv"
+    assert wait_until(lambda: csv.exists() or proc.poll() is not None, 600)
+    assert proc.poll() is None, "the grid ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    if twice:
+        time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+    sent = time.monotonic()
+    _, err = proc.communicate(timeout=120)
+    return proc, time.monotonic() - sent, err
+
+
+def check_kept_and_resume(out: Path, uninterrupted) -> None:
+    rows = read_results(out / "results" / "mode_coverage.csv").set_index("run_id")
+    assert (rows.status == "finished").all() and 1 <= len(rows) < len(uninterrupted)
+    ended = {d.name for d in (out / "runs").iterdir() if (d / "metrics.json").exists()}
+    assert ended == set(rows.index)     # every run whose metrics.json exists has its row
+    resumed = start(out, ["iwgan", "wgan_gp"], 2, "--stack", "off", "--resume")
+    _, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    got = read_results(out / "results" / "mode_coverage.csv").set_index("run_id")
+    assert sorted(got.index) == sorted(uninterrupted.index)
+    assert got.loc[uninterrupted.index, METRICS].equals(uninterrupted[METRICS])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups")
+def test_an_interrupted_grid_exits_within_seconds_keeping_every_finished_run(tmp_path,
+                                                                            uninterrupted):
+    proc, seconds, err = interrupt(tmp_path, twice=False)
+    assert proc.returncode == 130 and seconds < 10, err
+    assert "interrupted: SIGINT after" in err and "run(s) recorded" in err
+    assert "resume with: python -m iwgan mode-coverage " in err and err.rstrip().endswith(
+        "--resume")
+    check_kept_and_resume(tmp_path, uninterrupted)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups")
+def test_a_second_interrupt_during_shutdown_exits_at_once_and_corrupts_nothing(
+        tmp_path, uninterrupted):
+    proc, seconds, err = interrupt(tmp_path, twice=True)
+    assert proc.returncode == 130 and seconds < 3, err
+    assert "(twice: stopped at once)" in err
+    check_kept_and_resume(tmp_path, uninterrupted)

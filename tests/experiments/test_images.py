@@ -14,6 +14,7 @@ from iwgan.cli import main
 from iwgan.core.methods import METHOD_NAMES, get_method
 from iwgan.core.networks import INPUT_SHAPES, build_networks
 from iwgan.data.datasets import ImageData, load_dataset
+from iwgan.data.mnist_pickle import sha256_of
 from iwgan.engine.config import IMAGE_PROFILES, make_image_config
 from iwgan.engine.devices import check_device
 from iwgan.engine.records import read_image_results
@@ -21,6 +22,7 @@ from iwgan.engine.trainer import ResumeError, Trainer, execution_plan
 from iwgan.experiments.image_training import train_images
 from iwgan.experiments.throughput import RandomImages
 from tests.core.parity import assert_uses_shared_networks
+from tests.data.test_mnist_pickle import write_pickle
 
 IMAGE_ARCHS = ("mnist", "celeba")
 Z = {"mnist": 8, "celeba": 64}
@@ -194,7 +196,8 @@ def test_replicate_digits_end_to_end_then_resume_and_the_reports(tmp_path, capsy
     assert "0 runs" in capsys.readouterr().out
     assert main(["reports", "--out", str(out)]) == 0
     again = {p.name: p.read_bytes() for p in (out / "reports").rglob("*") if p.is_file()}
-    assert again == first  # rebuilt from results/ alone, byte for byte
+    # rebuilt from results/ alone, byte for byte; `reports` also writes the scorecard
+    assert {k: again.get(k) for k in first} == first and set(again) - set(first) == {"README.md"}
 
 
 def test_a_foreign_images_csv_is_refused_and_kept(tmp_path, capsys):
@@ -221,3 +224,37 @@ def test_the_cli_refuses_a_resume_under_a_changed_profile_before_writing(tmp_pat
     err = capsys.readouterr().err
     assert rc == 2 and "batch_size (checkpoint 16, now 8)" in err
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_replicate_mnist_end_to_end_on_a_tiny_pickle(tmp_path, capsys):
+    """The MNIST path of the command on a pickle of the classic format (digits as the
+    images): the metric's reference is the test split, its floor the validation split
+    against it, and the rows and the report carry the source and its hash."""
+    digits = {s: load_dataset("digits", s) for s in ("train", "validation")}
+    x = {s: (d.images.reshape(len(d), 784).numpy() / 256).astype("float32")
+         for s, d in digits.items()}
+    y = {s: d.labels.numpy() for s, d in digits.items()}
+    path = write_pickle(tmp_path / "mnist.pkl.gz",
+                        ((x["train"], y["train"]), (x["validation"][:180], y["validation"][:180]),
+                         (x["validation"][180:], y["validation"][180:])))
+    out = tmp_path / "out"
+    args = ["images", "--dataset", "mnist", "--profile", "smoke", "--source", "pickle",
+            "--data-dir", str(path), "--methods", "iwgan", "wgan_gp", "--out", str(out),
+            "--cache-dir", str(tmp_path / "cache"), "--set", "iterations=4",
+            "--set", "checkpoint_every=2", "--set", "classifier_steps=20"]
+    assert main(args) == 0
+    assert "validation vs test (real vs real)" in capsys.readouterr().out
+    df = read_image_results(out / "results" / "images.csv")
+    assert set(df.dataset) == {"mnist"} and set(df.fd_name) == {"FD-MNISTCNN"}
+    assert set(df.fd_reference_split) == {"test"} and set(df.fd_reference_samples) == {180}
+    assert set(df.data_sha256) == {sha256_of(path)}
+    assert set(df.data_source) == {f"pickled MNIST {path}"}
+    assert df.fd_real_validation.notna().all() and df.fd.notna().all()
+    manifest = json.loads((out / "runs" / df.run_id[0] / "manifest.json").read_text())
+    assert set(manifest["data"]) == {"train", "validation", "test"}
+    assert manifest["data"]["test"]["source_sha256"] == sha256_of(path)
+    report = (out / "reports" / "mnist.md").read_text()
+    assert "FD-MNISTCNN" in report and "real test images" in report
+    assert "| real vs real |" in report and "classifier test accuracy" in report
+    assert f"sha256 {sha256_of(path)}" in report and "Figs 5a, 10" in report

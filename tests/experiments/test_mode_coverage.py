@@ -173,3 +173,28 @@ def test_a_resumed_grid_still_prints_its_distance_from_the_reference(tmp_path, c
     assert "0 runs" in again
     line = next(x for x in first.splitlines() if x.strip().startswith("paper"))
     assert "( 8.0," in line and line in again.splitlines()
+
+
+def test_without_pot_a_run_records_w1_empty_with_the_reason_and_the_report_says_it(
+        tmp_path, monkeypatch):
+    """The GPU machine may lack POT (benchmarks/gpu_campaign.py): the run still trains and
+    scores modes; W1 and the converged flag stay empty, the row says why, so does the
+    report."""
+    import sys
+
+    from iwgan.engine.config import make_config
+    from iwgan.experiments.mode_coverage import ModeCoverage
+    from iwgan.experiments.skeleton import run_unit
+    from iwgan.reporting.mode_coverage import w1_note
+
+    monkeypatch.setitem(sys.modules, "ot", None)
+    [(row, curve)] = run_unit((make_config("tiny", method="wgan_gp", mixture="ring"),),
+                              ModeCoverage(tmp_path))
+    assert row["status"] == "finished" and row["modes"] >= 0
+    assert pd.isna(row["w1"]) and pd.isna(row["converged"])
+    assert row["w1_unavailable"].startswith("W1 not computed: POT is not installed here")
+    assert curve[curve.metric == "w1"].value.isna().all()
+    assert not curve[curve.metric == "modes"].value.isna().any()
+    text = w1_note(pd.DataFrame([row, {**row, "w1_unavailable": float("nan")}]))
+    assert text.startswith(" W1 and the converged flag are empty for 1 runs: W1 not computed")
+    assert w1_note(pd.DataFrame([{"w1": 0.1}])) == ""

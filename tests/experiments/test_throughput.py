@@ -109,3 +109,78 @@ def test_the_session_end_to_end_on_two_subsets_then_the_report(tmp_path):
     report = (tmp_path / "reports" / "throughput.md").read_text()
     assert "exact W1 (POT), 2,500 vs 2,500" in report and "mode-coverage scorer" in report
     assert "1 benchmark comes from an earlier run" in report
+
+
+def test_a_command_past_its_time_limit_is_killed_with_its_children(tmp_path):
+    """run_group kills the command's whole process group (torch.compile's workers too)."""
+    import sys
+    import time
+
+    from iwgan.experiments.throughput import TIMED_OUT, run_group
+
+    pid_file = tmp_path / "child.pid"
+    code = ("import subprocess, sys, time; "
+            "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+            f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(60)")
+    start = time.monotonic()
+    assert run_group([sys.executable, "-c", code], timeout=5) == TIMED_OUT
+    assert time.monotonic() - start < 30
+    child = int(pid_file.read_text())
+    for _ in range(50):   # reaped by init once killed
+        stat = f"/proc/{child}/stat"
+        if not os.path.exists(stat) or open(stat).read().rsplit(") ", 1)[1][0] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the command's child outlived its time limit")
+    assert run_group([sys.executable, "-c", "pass"], timeout=30) == 0
+    assert run_group([sys.executable, "-c", "raise SystemExit(3)"]) == 3
+
+
+@pytest.mark.slow
+def test_each_benchmark_is_kept_as_it_finishes_as_its_json_would_record_it(tmp_path):
+    """benchmarks/conftest.py appends each benchmark and skip to THROUGHPUT_PARTIAL when it
+    finishes: the records a run stopped at its limit keeps equal those of its JSON."""
+    import subprocess
+    import sys
+
+    from iwgan.engine.records import REPO_ROOT
+    from iwgan.experiments.throughput import collect, read_partial
+
+    partial, bench = tmp_path / "partial.jsonl", tmp_path / "bench.json"
+    env = {**os.environ, "THROUGHPUT_DEVICE": "cpu", "THROUGHPUT_PARTIAL": str(partial)}
+    subprocess.run([sys.executable, "-m", "pytest", str(REPO_ROOT / "benchmarks"), "-o",
+                    "addopts=", "-p", "no:cacheprovider", "--benchmark-enable",
+                    f"--benchmark-json={bench}", "-q", "-k",
+                    "test_mode_coverage_scorer_2500 or test_fast_path[cpu-bf16-mnist-iwgan]"],
+                   cwd=REPO_ROOT, env=env, check=True, capture_output=True)
+    with open(partial, "a") as f:
+        f.write('{"kind": "benchmark", "name": "cut off by the ki')   # a kill mid-line
+    kept = collect(*read_partial(partial))
+    full = collect(json.loads(bench.read_text()), [])
+    assert [r["name"] for r in kept] == ["test_fast_path[cpu-bf16-mnist-iwgan]",
+                                         "test_mode_coverage_scorer_2500"]
+    assert kept[0]["status"] == "not run" and kept[0]["reason"].startswith("needs CUDA")
+    assert kept[1] == full[0] and kept[1]["median_s"] > 0 and kept[1]["items_per_s"] > 0
+
+
+def test_a_benchmark_run_stopped_at_its_limit_returns_what_finished(monkeypatch):
+    from iwgan.experiments import throughput
+
+    def stopped(cmd, timeout=None, env=None, **kwargs):   # as if killed after one benchmark
+        assert timeout == 7
+        with open(env["THROUGHPUT_PARTIAL"], "a") as f:
+            f.write(json.dumps({"kind": "benchmark", "name": "test_a", "group": None,
+                                "params": {}, "extra_info": {"step_ms": 2.0},
+                                "stats": {"median": 0.5, "iqr": 0.1, "min": 0.4,
+                                          "rounds": 3}}) + "\n")
+        return throughput.TIMED_OUT
+
+    monkeypatch.setattr(throughput, "run_group", stopped)
+    rc, records = throughput.run_benchmarks("cpu", (), "test_a or test_b", timeout=7)
+    assert rc == throughput.TIMED_OUT
+    assert records == [{"name": "test_a", "group": None, "status": "ok", "params": {},
+                        "median_s": 0.5, "iqr_s": 0.1, "min_s": 0.4, "rounds": 3,
+                        "step_ms": 2.0}]
+    monkeypatch.setattr(throughput, "run_group", lambda *a, **k: 2)   # nothing written
+    assert throughput.run_benchmarks("cpu", (), "x") == (2, None)

@@ -132,3 +132,21 @@ def test_the_classifier_metric_is_cached_and_named_fd_not_fid(tmp_path):
     with pytest.raises(fid.FIDError, match="needs class labels"):
         fid.classifier_extractor(ImageData("celeba", "train", train.images, "", ""), val,
                                  cache_dir=tmp_path)
+
+
+def test_the_mnist_classifier_is_fd_mnistcnn_with_its_test_accuracy(tmp_path):
+    """MNIST's classifier: its own name, the rate decayed linearly, its accuracy on the
+    held-out split it is given (the test set), which keys its features."""
+    digits = load_dataset("digits", "train")
+    train = ImageData("mnist", "train", digits.images[:1000], "", "", digits.labels[:1000])
+    test = ImageData("mnist", "test", digits.images[1000:], "", "", digits.labels[1000:])
+    a = fid.classifier_extractor(train, test, cache_dir=tmp_path, recipe={"steps": 60})
+    assert a.name == "FD-MNISTCNN" and a.key["recipe"]["schedule"] == "linear"
+    assert a.note.startswith("classifier test accuracy ") and "test_accuracy" in a.key
+    accuracy = float(a.note.rsplit(" ", 1)[1])
+    assert 0.5 < accuracy <= 1 and a.key["test_accuracy"] == pytest.approx(accuracy, abs=1e-3)
+    # the decayed rate is another model than the constant one of the same steps
+    const = fid.classifier_extractor(train, test, cache_dir=tmp_path,
+                                     recipe={"steps": 60, "schedule": "constant"})
+    x = train.batch(slice(0, 8))
+    assert not np.array_equal(a.features(x), const.features(x))

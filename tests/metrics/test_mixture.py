@@ -46,3 +46,19 @@ def test_w1_between_identical_sets_is_zero_and_a_shift_by_v_costs_norm_v():
 
 def test_w1_between_two_points_masses_is_their_distance():
     assert w1_exact(np.zeros((3, 2)), np.ones((5, 2))) == pytest.approx(math.sqrt(2))
+
+
+def test_without_pot_w1_is_empty_and_says_why(monkeypatch):
+    from iwgan.metrics.mixture import EvalData, compute_metrics, w1_unavailable
+
+    assert w1_unavailable() is None                      # POT is installed here
+    monkeypatch.setitem(__import__("sys").modules, "ot", None)   # import ot: ImportError
+    reason = w1_unavailable()
+    assert reason.startswith("W1 not computed: POT is not installed here")
+    assert reason.endswith("pip install pot")
+    mix = get_mixture("ring", "paper")
+    g = torch.Generator().manual_seed(0)
+    data = EvalData(samples=mix.sample(100, g).numpy(), real=mix.sample(100, g).numpy(),
+                    centres=mix.centres, std=mix.std)
+    metrics = compute_metrics(data)
+    assert math.isnan(metrics["w1"]) and metrics["modes"] == 8   # the rest is computed

@@ -1,10 +1,11 @@
 """The images report's split by budget: runs with overridden settings are other runs, in
 their own section, never averaged with the profile's."""
 
+import numpy as np
 import pandas as pd
 
 from iwgan.engine.config import ImageConfig
-from iwgan.reporting.images import budgets
+from iwgan.reporting.images import budgets, plateau_by_budget
 
 
 def row(method, **overrides):
@@ -41,3 +42,32 @@ def test_a_moving_average_names_its_section_and_rows_without_its_column_are_told
     labels = [label for label, _ in budgets(old)]
     assert len(labels) == 2 and len(set(labels)) == 2
     assert all(label.startswith("iterations 3,000 (settings ") for label in labels)
+
+
+def test_plateau_by_budget_reads_the_rule_off_the_first_part_of_each_curve(tmp_path):
+    """A distance that falls until 800 iterations and is flat after: a 1,250-iteration run
+    of it is converged, a 750-iteration one (still falling) is not; without an encoder
+    only the distance counts, with one its reconstruction error (flat from 1,100) must
+    settle too (whether a method has one is read from its rows, as the report reads it:
+    a reconstruction error, or none)."""
+    its = np.arange(0, 1501, 50)
+    fd = np.where(its < 800, 900.0 - its, 100.0)
+    recon = np.where(its < 1100, 9 - its / 200, 3.5)
+    (tmp_path / "images").mkdir()
+    rows = []
+    for method in ("wgan_gp", "iwgan"):
+        r = {**row(method), "dataset": "mnist", "profile": "cpu", "iterations": 1500,
+             "fd_real_validation": 2.0, "status": "finished",
+             "recon_error": 3.5 if method == "iwgan" else np.nan}
+        r["run_id"] = f"cpu-mnist-{method}-seed0"
+        rows.append(r)
+        np.savez(tmp_path / "images" / f"{r['run_id']}.npz", curve_iteration=its,
+                 curve_fd=fd, curve_recon_error=recon)
+    text = "\n".join(plateau_by_budget(pd.DataFrame(rows), tmp_path))
+    table = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+             for line in text.splitlines() if line.startswith("| ") and "method" not in line}
+    assert "| method | 750 | 1,000 | 1,250 | 1,500 |" in text
+    assert table["wgan_gp"][0].startswith("no (FD 150.0, Δ -")
+    assert table["wgan_gp"][2] == "yes (FD 100.0, Δ +0.0 of ±12.0)"
+    assert [c.split()[0] for c in table["wgan_gp"]] == ["no", "no", "yes", "yes"]
+    assert [c.split()[0] for c in table["iwgan"]] == ["no", "no", "no", "yes"]

@@ -46,7 +46,8 @@ def test_a_cell_whose_runs_did_not_all_converge_is_split_and_budgets_are_not_mix
             for s, c in ((0, True), (1, True), (2, False))]
     rows += [row("converged", "paper", "ring", "iwgan", 0, 4, 10.0, iterations=100)]
     text = write(tmp_path, rows)
-    table = [line for line in text.splitlines() if line.startswith("| ring | iwgan")]
+    table = [line for line in text.splitlines()
+             if line.startswith("| ring | iwgan") and " / 8 |" in line]   # modes of K = 8
     assert len(table) == 3                      # converged runs, the other run, 100 its
     assert any("(converged runs)" in line and "| 2 | 2/2 |" in line for line in table)
     assert any("(runs not converged)" in line and "| 1 | 0/1 |" in line for line in table)
@@ -121,3 +122,26 @@ def test_quick_against_converged_takes_other_metrics_and_rows_without_a_converge
     section = "\n".join(quick_vs_converged(
         df, {"gap": ("dual_gap_final", 3), "AUROC": ("auroc", 3)}))
     assert "| paper | ring | wgan_gp | 1 / 1 | n/a → 1/1 | 0.500 → 0.125 | n/a |" in section
+
+
+def test_runs_of_a_gpu_name_it_and_sit_beside_the_quarter_width_cpu_cells(tmp_path):
+    gpu = "NVIDIA H100 80GB HBM3"
+    rows = [{**row("paper", "paper", "ring", m, s, 8, 90.0, iterations=2_000), "device": gpu}
+            for m in ("iwgan", "wgan_gp") for s in range(2)]
+    rows += [{**row(p, "paper", "ring", m, s, 7, 40.0), "device": "x86_64"}
+             for p in ("quick", "converged") for m in ("iwgan", "wgan_gp") for s in range(3)]
+    text = write(tmp_path, rows)
+    assert f"## paper profile, paper preset, on {gpu}" in text
+    assert "## quick profile, paper preset\n" in text          # CPU sections name no device
+    assert ("The profile's own budget is 20,000 iterations: these runs trained 2,000 (an "
+            "override, in their run ids)") in text
+    section = text.split(f"## The paper profile on {gpu} beside the quarter-width CPU runs")[1]
+    table = section.split("\n## ")[0]
+    assert (f"| paper | ring | iwgan | paper | {gpu} | 1 | 256 | 2,000 | 2 | 2/2 "
+            "| 8.0 ± 0.0") in table
+    assert ("| paper | ring | iwgan | quick | x86_64 | 0.25 | 64 | 1,500 | 3 | 3/3 "
+            "| 7.0 ± 0.0") in table
+    assert "| paper | ring | wgan_gp | converged | x86_64 | 0.25 | 64 | 5,000 | 3 |" in table
+    runtime = text.split("## Runtime")[1]
+    assert f"| paper | iwgan | {gpu} | 2 |" in runtime         # which device ran which rows
+    assert "beside the quarter-width" not in write_into(tmp_path / "results", rows[4:])
