@@ -28,8 +28,13 @@ from iwgan.core.losses import autograd_input_gradient
 from iwgan.core.methods import Phase
 from iwgan.data.mixtures import MIXTURES, PRESETS, get_mixture
 from iwgan.engine.config import make_config
-from iwgan.engine.devices import sync
-from iwgan.experiments.throughput import MixtureStepper
+from iwgan.engine.devices import bf16_matmul_path, cpu_model, sync
+from iwgan.experiments.throughput import (
+    MixtureStepper,
+    count_flops,
+    cpu_gemm_peak,
+    todays_stack_optimizer,
+)
 
 # device kind -> profile -> (K values, iterations per timed call, pairs). "half" is the
 # quick profile at half the width: where on the CPU stacking stops paying.
@@ -140,3 +145,74 @@ def test_compiled_single_run_losses(benchmark, device):
         speedup_over_eager=1 / ratio, compile_seconds=compile_s,
         break_even_iterations=compile_s / max(1e-9, (t_eager - t_compiled) / n),
         profile_iterations=cfg.iterations, threads=1)
+
+
+# The converged profile's stacks (issue targets: per-member throughput >= 2.5x today's,
+# the step at >= 25 % of the core's fp32 GEMM peak).
+CONVERGED_K, CONVERGED_PAIRS, CONVERGED_N = 15, 5, 2
+CONVERGED_VARIANTS = ("before", "torch", "fused")
+
+
+def converged_members(method, k, device, **kw):
+    return [make_config("converged", method=method, mixture=CELLS[i % 6][0],
+                        preset=CELLS[i % 6][1], seed=i // 6, threads=1, device=device, **kw)
+            for i in range(k)]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_converged_stack(benchmark, method, device):
+    """K = 15 members at the converged profile (width 0.25, batch 64, n_critic 5, EMA, the
+    linear schedule), over the 6 mixture x preset cells, one thread: today's stacked step
+    ("before": torch.optim.Adam on the stacked tensors, as at commit aa4fd0f), the
+    default path ("torch": the same arithmetic through iwgan.engine.optim.MemberAdam) and
+    the fast path ("fused": adam="fused"), interleaved in rotating order; the core's fp32
+    GEMM rate measured before and after them, in the same process."""
+    if device != "cpu":
+        pytest.skip("the converged profile is a CPU profile")
+    torch.set_num_threads(1)
+    peak_before = cpu_gemm_peak()
+    steppers = {"before": todays_stack_optimizer(MixtureStepper(
+                    converged_members(method, CONVERGED_K, device))),
+                "torch": MixtureStepper(converged_members(method, CONVERGED_K, device)),
+                "fused": MixtureStepper(converged_members(method, CONVERGED_K, device,
+                                                          adam="fused"))}
+
+    def loop(stepper):
+        def run():
+            for _ in range(CONVERGED_N):
+                stepper.iteration()
+            sync(device)
+        return run
+
+    runs = {name: loop(s) for name, s in steppers.items()}
+    for run in runs.values():
+        run()
+    times = {name: [] for name in runs}
+    for i in range(CONVERGED_PAIRS):
+        order = CONVERGED_VARIANTS[i % 3:] + CONVERGED_VARIANTS[:i % 3]
+        for name in order:
+            start = time.perf_counter()
+            runs[name]()
+            times[name].append(time.perf_counter() - start)
+    ratios = {name: statistics.median(b / a for a, b in zip(times[name], times["before"]))
+              for name in runs}
+    flops = count_flops(steppers["torch"].iteration)
+    benchmark.pedantic(runs["fused"], rounds=1, iterations=1)
+    peak_after = cpu_gemm_peak()
+    peak = {key: max(peak_before[key], peak_after[key]) for key in peak_before}
+    bf16, bf16_why = bf16_matmul_path()
+    info = dict(k=CONVERGED_K, profile="converged", width=0.25, batch_size=64, n_critic=5,
+                ema=0.99, threads=1, pairs=CONVERGED_PAIRS, iterations_per_call=CONVERGED_N,
+                flops_per_iteration=flops, cpu_model=cpu_model(),
+                cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                bf16_accelerated=bf16, matmul_precision="bf16" if bf16 else "fp32",
+                matmul_path=bf16_why, peak_gflops=peak, peak_gflops_before=peak_before,
+                peak_gflops_after=peak_after)
+    for name in runs:
+        seconds = statistics.median(times[name]) / CONVERGED_N
+        gflops = flops / seconds / 1e9
+        info[name] = dict(stack_ms=1e3 * seconds, member_ms=1e3 * seconds / CONVERGED_K,
+                          gflops=gflops, speedup_over_before=ratios[name],
+                          pct_gemm_peak=100 * gflops / peak["gemm_2048"],
+                          pct_bmm_peak=100 * gflops / peak["bmm_15x64x128x128"])
+    benchmark.extra_info.update(info)

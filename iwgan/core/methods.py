@@ -178,8 +178,11 @@ class Models(nn.Module):
 
 
 def adam(params, cfg) -> torch.optim.Adam:
-    """The optimiser every method uses, with the run's learning rate and betas."""
-    return torch.optim.Adam(list(params), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    """The optimiser every method uses, with the run's learning rate and betas; its fused
+    kernel where the run's ``adam`` setting asks for it (iwgan.engine.optim: a stack's
+    members use the same arithmetic)."""
+    return torch.optim.Adam(list(params), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                            fused=getattr(cfg, "adam", "torch") == "fused" or None)
 
 
 def descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params,

@@ -9,6 +9,8 @@ a one-line error, not a traceback after the first results.
 
 from __future__ import annotations
 
+import platform
+
 import torch
 
 from iwgan.engine.config import check_device_name
@@ -56,3 +58,43 @@ def sync(device) -> None:
     """Wait for the device's queued work (for timings)."""
     if is_cuda(device):
         torch.cuda.synchronize()
+
+
+# CPU flags that give bf16 matmuls hardware support (AMX tiles, AVX-512 BF16 dot products).
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo; the platform's processor elsewhere): seeded CPU
+    runs are bit-exact only on one CPU model, so results record it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def bf16_matmul_path() -> tuple[bool, str]:
+    """(whether this CPU multiplies bf16 matrices in hardware, why): AMX or AVX-512 BF16
+    in the CPU's flags, or torch's CPU capability naming AMX. Without them a bf16 matmul
+    is emulated and slower than fp32, so the fast path falls back to fp32."""
+    have = sorted(cpu_flags() & set(BF16_CPU_FLAGS))
+    capability = torch.backends.cpu.get_cpu_capability()
+    if have or "AMX" in capability.upper():
+        return True, f"bf16 matmuls in hardware ({', '.join(have) or capability})"
+    return False, (f"no {' or '.join(BF16_CPU_FLAGS)} in this CPU's flags (torch capability "
+                   f"{capability}): fp32")

@@ -17,10 +17,15 @@ member therefore *is* its single run, up to float rounding:
   form, so trajectories drift apart in the last bits and GAN training amplifies that
   (tests/engine/test_stacking.py states the tolerances; in float64 they agree to 1e-9).
 
-Members may differ in seed, mixture and preset, never in shapes or hyperparameters
-(:func:`check_stackable`). Why torch.func and not hand-stacked layers, with the
-measurements: docs/stacking.md. When stacking is faster than one run after another:
-:func:`stacking_helps`.
+Members may differ in seed, mixture and preset, and in the settings of
+:data:`SETTING_FIELDS` (learning rate, Adam's betas, the penalties' weights, the moving
+average's decay: a tuning search or two protocols in one stack), never in shapes, step
+counts or anything else (:func:`check_stackable`). Where members differ in a setting, the
+losses read it as a per-member value (``cfg.lambda_gp`` is then a tensor under vmap, one
+value per member) and Adam takes it per member (iwgan.engine.optim.MemberAdam); where
+they share it, the stack runs exactly the code it ran before members could differ.
+Why torch.func and not hand-stacked layers, with the measurements: docs/stacking.md.
+When stacking is faster than one run after another: :func:`stacking_helps`.
 """
 
 from __future__ import annotations
@@ -34,10 +39,15 @@ from torch.func import functional_call, stack_module_state, vmap
 from iwgan.core.methods import DRAWS, Models, adam, descend, get_method
 from iwgan.engine.devices import check_device, is_cuda
 from iwgan.engine.distributed import ONE, World, average_gradients
+from iwgan.engine.optim import MemberAdam
 from iwgan.engine.seeds import training_generator
 
 # Fields in which the members of one stack may differ: same shapes, different data.
 MEMBER_FIELDS = ("seed", "mixture", "preset")
+# Settings in which the members of one stack may differ (same shapes and step counts):
+# what the losses read (LOSS_SETTINGS), Adam's (lr, betas) and the moving average's decay.
+LOSS_SETTINGS = ("lambda_gp", "lambda_mmd")
+SETTING_FIELDS = ("lr", "beta1", "beta2", *LOSS_SETTINGS, "ema")
 STACK_MODES = ("auto", "on", "off")
 # CPU: stack when a member's per-step matmul work (width^2 x batch size) is at most this
 # multiple of the quick profile's (0.25^2 x 64): measured per-member speed-ups over one
@@ -50,23 +60,24 @@ AVERAGED = ("generator.", "encoder.")
 
 
 def check_stackable(cfgs) -> None:
-    """Refuse members that cannot share one model, naming what differs."""
+    """Refuse members that cannot share one model, naming what differs: anything but
+    :data:`MEMBER_FIELDS` and :data:`SETTING_FIELDS`."""
     if not cfgs:
         raise ValueError("a stack needs at least one member")
     ids = [c.run_id for c in cfgs]
     if len(set(ids)) != len(ids):
         raise ValueError(f"the members of a stack must be distinct runs, got {ids}")
-    first = cfgs[0]
-    shared = {k: v for k, v in first.to_dict().items() if k not in MEMBER_FIELDS}
+    first, free = cfgs[0], MEMBER_FIELDS + SETTING_FIELDS
+    shared = {k: v for k, v in first.to_dict().items() if k not in free}
     for c in cfgs[1:]:
         if type(c) is not type(first):
             raise ValueError("the members of a stack must be runs of one kind")
-        other = {k: v for k, v in c.to_dict().items() if k not in MEMBER_FIELDS}
+        other = {k: v for k, v in c.to_dict().items() if k not in free}
         differ = [f"{k} ({shared.get(k)!r} vs {other.get(k)!r})"
                   for k in sorted(set(shared) | set(other)) if shared.get(k) != other.get(k)]
         if differ:
             raise ValueError("the members of a stack share everything but "
-                             f"{', '.join(MEMBER_FIELDS)}; these differ: {', '.join(differ)}")
+                             f"{', '.join(free)}; these differ: {', '.join(differ)}")
 
 
 def why_not_stackable(cfg) -> str | None:
@@ -121,12 +132,23 @@ class Members:
             self.params = {n: p.detach().to(self.device).requires_grad_()
                            for n, p in stacked.items()}
             self.base = copy.deepcopy(built[0]).to("meta")
+        # The settings the members differ in (empty: the stack runs as one setting).
+        self.varying = {f: [getattr(c, f) for c in cfgs] for f in SETTING_FIELDS
+                        if len({getattr(c, f) for c in cfgs}) > 1}
         # The moving average of G's and Q's weights (cfg.ema; empty without one).
         self.averaged = {n: p.detach().clone() for n, p in self.params.items()
-                         if self.cfg.ema and n.startswith(AVERAGED)}
+                         if any(c.ema for c in cfgs) and n.startswith(AVERAGED)}
+        self._decay_weights: dict = {}
         self.groups = {name: [self.params[n] for n in self.template.parameter_names(name)]
                        for name in self.template.optimized}
-        self.optimizers = {name: adam(params, self.cfg) for name, params in self.groups.items()}
+        if self.k == 1:
+            self.optimizers = {name: adam(params, self.cfg)
+                               for name, params in self.groups.items()}
+        else:
+            self.optimizers = {name: MemberAdam(params, [c.lr for c in cfgs],
+                                                [c.beta1 for c in cfgs],
+                                                [c.beta2 for c in cfgs], impl=self.cfg.adam)
+                               for name, params in self.groups.items()}
         self._vmapped = {}
 
     # --- one phase ---------------------------------------------------------------------
@@ -155,10 +177,22 @@ class Members:
         if phase.loss not in self._vmapped:
             base, cfg, fn = self.base, self.cfg, phase.loss
             self._vmapped[fn] = vmap(
-                lambda params, x, z, noise: functional_call(base, params, (fn, x, z, cfg, noise)),
+                lambda params, x, z, noise, settings: functional_call(
+                    base, params, (fn, x, z, MemberSettings(cfg, settings) if settings else cfg,
+                                   noise)),
                 randomness="error")
         noise = {name: torch.stack([n[name] for n in noises]) for name in phase.draws}
-        return self._vmapped[phase.loss](self.params, torch.stack(xs), torch.stack(zs), noise)
+        return self._vmapped[phase.loss](self.params, torch.stack(xs), torch.stack(zs), noise,
+                                         self.loss_settings())
+
+    def loss_settings(self) -> dict:
+        """The settings of :data:`LOSS_SETTINGS` the members differ in, as (K,) tensors of
+        the parameters' dtype (one value per member under vmap); {} when they share them."""
+        if not hasattr(self, "_loss_settings"):
+            like = next(iter(self.params.values()))
+            self._loss_settings = {f: torch.tensor(v, dtype=like.dtype, device=like.device)
+                                   for f, v in self.varying.items() if f in LOSS_SETTINGS}
+        return self._loss_settings
 
     def step(self, phase, xs, zs, noises) -> dict:
         """One optimiser step of ``phase`` on every member; its logs, detached: shapes
@@ -174,7 +208,18 @@ class Members:
         average <- ema * average + (1 - ema) * weights, for every member at once."""
         with torch.no_grad():
             for name, average in self.averaged.items():
-                average.lerp_(self.params[name].detach(), 1.0 - self.cfg.ema)
+                average.lerp_(self.params[name].detach(), self._decay_weight(average))
+
+    def _decay_weight(self, average):
+        """1 - ema: a float where the members share it, else a (K, 1, ...) tensor."""
+        if "ema" not in self.varying:
+            return 1.0 - self.cfg.ema
+        key = (average.dim(), average.dtype)
+        if key not in self._decay_weights:
+            self._decay_weights[key] = torch.tensor(
+                [1.0 - c.ema for c in self.cfgs], dtype=average.dtype,
+                device=average.device).reshape((self.k,) + (1,) * (average.dim() - 1))
+        return self._decay_weights[key]
 
     # --- members as single runs --------------------------------------------------------
 
@@ -182,7 +227,8 @@ class Members:
         """Member k as the Models its single run holds (K = 1 without a moving average:
         the live modules), with the averaged weights of G and Q where cfg.ema is set
         (buffers such as batch-norm statistics stay the live ones)."""
-        if self.k == 1 and not self.averaged:
+        averaged = self.averaged if self.cfgs[k].ema else {}
+        if self.k == 1 and not averaged:
             return self.models
         with torch.random.fork_rng(devices=[]):
             fresh = self.method.build(self.cfgs[k]).to(self.device)
@@ -190,7 +236,7 @@ class Members:
             fresh.load_state_dict(self.models.state_dict())
         with torch.no_grad():
             for name, p in fresh.named_parameters():
-                source = self.averaged.get(name, self.params[name])
+                source = averaged.get(name, self.params[name])
                 p.copy_(source if self.k == 1 else source[k])
         return fresh
 
@@ -201,7 +247,8 @@ class Members:
         for name, opt in self.optimizers.items():
             state = opt.state_dict()
             if self.k > 1:
-                state = {"param_groups": state["param_groups"], "state": {
+                groups = [{**g, **opt.member_hyperparameters(k)} for g in state["param_groups"]]
+                state = {"param_groups": groups, "state": {
                     idx: {key: (v[k].clone() if torch.is_tensor(v) and v.dim() > 0 else v)
                           for key, v in s.items()}
                     for idx, s in state["state"].items()}}
@@ -238,20 +285,37 @@ class Members:
                 average.copy_(state["averaged"][n])
 
 
-def plan_stacks(configs, mode: str = "auto", max_members: int | None = None) -> list[tuple]:
+class MemberSettings:
+    """A run's config as one member's loss reads it inside a stack: the settings the
+    members differ in come from ``values`` (under vmap, this member's value), every other
+    field from ``cfg``."""
+
+    def __init__(self, cfg, values: dict):
+        self._cfg, self._values = cfg, values
+
+    def __getattr__(self, name):
+        values = self.__dict__["_values"]
+        return values[name] if name in values else getattr(self.__dict__["_cfg"], name)
+
+
+def plan_stacks(configs, mode: str = "auto", max_members: int | None = None,
+                share_settings: bool = False) -> list[tuple]:
     """The grid's units of work, each a tuple of configs trained as one model. ``off``:
     one run per config; ``on``: every group of configs that can share a model (same
     method and settings, any seed, mixture and preset) stacked, refusing what cannot be,
     with the reason; ``auto``: stacked where :func:`stacking_helps`, one by one elsewhere.
-    ``max_members`` splits larger groups (so that ``--jobs`` processes share the work).
-    Groups keep their first config's order."""
+    ``share_settings``: configs that differ only in :data:`SETTING_FIELDS` as well (a
+    tuning search's candidates) share a group too. ``max_members`` splits larger groups
+    (so that ``--jobs`` processes share the work). Groups keep their first config's
+    order."""
     if mode not in STACK_MODES:
         raise ValueError(f"stack mode must be one of {', '.join(STACK_MODES)}, got {mode!r}")
     if max_members is not None and max_members <= 0:
         raise ValueError(f"max_members must be a positive integer, got {max_members}")
     groups: dict = {}
+    free = MEMBER_FIELDS + (SETTING_FIELDS if share_settings else ())
     for c in configs:
-        key = dataclasses.replace(c, **{f: getattr(configs[0], f) for f in MEMBER_FIELDS
+        key = dataclasses.replace(c, **{f: getattr(configs[0], f) for f in free
                                         if hasattr(c, f)}).hash()
         groups.setdefault(key, []).append(c)
     units = []

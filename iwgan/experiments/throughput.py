@@ -33,9 +33,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
+from iwgan.core.methods import adam
 from iwgan.data.mixtures import MixtureBatches
 from iwgan.engine.config import make_image_config
-from iwgan.engine.devices import check_device, default_device
+from iwgan.engine.devices import check_device, cpu_model, default_device
 from iwgan.engine.records import REPO_ROOT, git_state, now, package_versions
 from iwgan.engine.trainer import Trainer
 from iwgan.files import write_json
@@ -140,6 +141,49 @@ def peak_memory(device: str) -> tuple[float, str]:
     import resource  # Unix only: imported where the CPU figure is asked for
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "max RSS (running)"
+
+
+def cpu_gemm_peak(repeats: int = 5) -> dict:
+    """This core's fp32 matmul rate now (one thread, GFLOP/s, the best of ``repeats``):
+    a 2048 x 2048 GEMM, and the converged stack's own shape, 15 x (64x128 @ 128x128)
+    batched; measured in the same run as the numbers it divides, since load on a shared
+    machine moves both alike."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = {}
+        for name, a, b in (("gemm_2048", torch.randn(2048, 2048), torch.randn(2048, 2048)),
+                           ("bmm_15x64x128x128", torch.randn(15, 64, 128),
+                            torch.randn(15, 128, 128))):
+            flops = 2 * a.shape[-2] * a.shape[-1] * b.shape[-1] * (a.shape[0] if a.dim() == 3
+                                                                  else 1)
+            calls = 1 if a.dim() == 2 else 200
+            torch.matmul(a, b)
+            best = math.inf
+            for _ in range(repeats):
+                start = time.perf_counter()
+                for _ in range(calls):
+                    torch.matmul(a, b)
+                best = min(best, (time.perf_counter() - start) / calls)
+            out[name] = flops / best / 1e9
+        return out
+    finally:
+        torch.set_num_threads(threads)
+
+
+def todays_stack_optimizer(stepper: Stepper) -> Stepper:
+    """The stacked step as the suite ran it before members could differ (commit aa4fd0f):
+    torch.optim.Adam on the stacked tensors, the schedule on it. Its updates are the
+    default ``adam="torch"`` path's, bit for bit (tests/engine/test_member_settings.py);
+    the benchmarks time it as "before"."""
+    trainer, members = stepper.trainer, stepper.trainer.members
+    members.optimizers = {name: adam(params, members.cfg)
+                          for name, params in members.groups.items()}
+    if trainer.schedulers:
+        trainer.schedulers = {name: torch.optim.lr_scheduler.LambdaLR(
+            opt, trainer.schedulers[name].lr_lambdas[0])
+            for name, opt in members.optimizers.items()}
+    return stepper
 
 
 # --- the trainer's iteration, for the benchmarks ----------------------------------------
@@ -259,7 +303,7 @@ def manifest(device: str) -> dict:
             "python": sys.version.split()[0], "platform": platform.platform(),
             "device": torch.cuda.get_device_name() if device.startswith("cuda")
             else platform.processor() or platform.machine(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_model": cpu_model(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "started": now()}
 
@@ -369,7 +413,8 @@ def merge_subset(old: dict, new: list[dict]) -> list[dict]:
     measured = {r["name"] for r in new}
     m = old["manifest"]
     earlier = {"commit": m["commit"], "dirty": m["dirty"], "started": m["started"],
-               "command": m["command"]}
+               "command": m["command"], "cpu_capability": m.get("cpu_capability"),
+               "cpu_model": m.get("cpu_model")}
     kept = [{"earlier_run": earlier, **r} for r in old["benchmarks"]
             if r["name"] not in measured]
     return sorted(kept + new, key=lambda r: r["name"])

@@ -67,7 +67,9 @@ def gpu_note(data: dict) -> list[str]:
 def manifest_lines(d: dict) -> list[str]:
     m = d["manifest"]
     la, lb = m.get("load_average_at_start"), m.get("load_average_at_end")
-    return [f"Device: {m['device']} ({m['cpu_count']} CPUs, torch {m['packages']['torch']}, "
+    cpu = (f", {m['cpu_model']}, {m['cpu_capability']}" if m.get("cpu_model") else "")
+    return [f"Device: {m['device']} ({m['cpu_count']} CPUs{cpu}, torch "
+            f"{m['packages']['torch']}, "
             f"{m['platform']}); commit `{m['commit'][:12]}`{' (dirty)' if m['dirty'] else ''}; "
             f"started {m['started']}, finished {m.get('finished', 'n/a')}.",
             f"Load average (1, 5, 15 min) at start {la}, at end {lb} ("
@@ -86,11 +88,14 @@ def earlier_lines(d: dict) -> list[str]:
     for r in d["benchmarks"]:
         if "earlier_run" in r:
             e = r["earlier_run"]
-            runs.setdefault((e["commit"], e["started"], e["command"]), []).append(r["name"])
+            cpu = ", ".join(v for v in (e.get("cpu_model"), e.get("cpu_capability")) if v)
+            runs.setdefault((e["commit"], e["started"], e["command"], cpu), []).append(
+                r["name"])
     return [f"{len(names)} benchmark{'s come' if len(names) > 1 else ' comes'} from an "
             f"earlier run (`{cmd}` at commit "
-            f"`{commit[:12]}`, started {started}); the run above re-measured a `-k` subset "
-            "and kept them." for (commit, started, cmd), names in sorted(runs.items())]
+            f"`{commit[:12]}`, started {started}{f'; CPU {cpu}' if cpu else ''}); the run "
+            "above re-measured a `-k` subset and kept them."
+            for (commit, started, cmd, cpu), names in sorted(runs.items())]
 
 
 def campaign_section(d: dict) -> list[str]:
@@ -224,6 +229,57 @@ def stacked_table(records, kind) -> list[str]:
             "", markdown_table(df), ""]
 
 
+CONVERGED_TARGETS = {"speed-up": 2.5, "peak": 25.0}   # x today's per member; % of fp32 GEMM
+CONVERGED_PATHS = {"before": "today (aa4fd0f): torch.optim.Adam on the stack",
+                   "torch": "default: adam=torch (MemberAdam, same bits)",
+                   "fused": "fast: adam=fused"}
+
+
+def converged_table(records) -> list[str]:
+    rows = []
+    for r in by_test(records, "test_converged_stack"):
+        if r["status"] != "ok":
+            continue
+        peak = r["peak_gflops"]
+        for variant, label in CONVERGED_PATHS.items():
+            v = r[variant]
+            rows.append({"method": r["params"]["method"], "path": label,
+                         "per member ms/it.": fmt(v["member_ms"]),
+                         "stack ms/it. (K = 15)": fmt(v["stack_ms"]),
+                         "× before": f"{v['speedup_over_before']:.2f}×",
+                         f"≥ {CONVERGED_TARGETS['speed-up']:g}×":
+                             "" if variant == "before" else
+                             "yes" if v["speedup_over_before"] >= CONVERGED_TARGETS["speed-up"]
+                             else "**no**",
+                         "GFLOP/s": fmt(v["gflops"]),
+                         "% fp32 GEMM peak": fmt(v["pct_gemm_peak"]),
+                         f"≥ {CONVERGED_TARGETS['peak']:g} %":
+                             "yes" if v["pct_gemm_peak"] >= CONVERGED_TARGETS["peak"]
+                             else "**no**",
+                         "% stacked-bmm rate": fmt(v["pct_bmm_peak"]),
+                         "GEMM peak GFLOP/s": fmt(peak["gemm_2048"]),
+                         "matmuls": r["matmul_precision"], "CPU": r["cpu_model"],
+                         "load (1 min)": r["loadavg_before"][0]})
+    if not rows:
+        return []
+    first = next(r for r in by_test(records, "test_converged_stack") if r["status"] == "ok")
+    return ["### The converged profile's stacks: before and after", "",
+            "K = 15 members at the converged profile (width 0.25, batch 64, n_critic 5, "
+            "EMA 0.99, linear schedule, one thread) over the 6 mixture × preset cells: "
+            "today's stacked step, the default path and the fast path (`adam=fused`, "
+            "torch's fused Adam kernel), timed in rotating order in one process "
+            f"({first['pairs']} rounds of {first['iterations_per_call']} iterations); "
+            "× before is the median of the rounds' time ratios. GFLOP/s counts one "
+            "iteration's FLOPs (torch.utils.flop_counter formulas) over its time; the "
+            "peak is this core's fp32 rate measured in the same process just before and "
+            "after (the best of the two): a 2048² GEMM, and the stack's own shape, "
+            "15 × (64×128 @ 128×128) batched. Targets: ≥ "
+            f"{CONVERGED_TARGETS['speed-up']:g}× today's per-member throughput, ≥ "
+            f"{CONVERGED_TARGETS['peak']:g} % of the fp32 GEMM peak. Matmul precision: "
+            f"{first['matmul_path']}.", "",
+            markdown_table(pd.DataFrame(rows)), ""]
+
+
 def compile_table(records) -> list[str]:
     rows = []
     for r in by_test(records, "test_compiled_single_run_losses"):
@@ -346,6 +402,7 @@ def build_report(results: Path, reports: Path) -> Path:
         out += training_table(records)
         out += overhead_table(records)
         out += stacked_table(records, kind)
+        out += converged_table(records)
         out += compile_table(records)
         out += fast_path_table(records, kind)
         out += evaluation_table(records)
