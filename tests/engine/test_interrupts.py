@@ -109,6 +109,7 @@ def test_a_failing_unit_is_run_once_more_then_recorded_as_failed(marks):
 
 
 def test_an_interrupt_in_process_keeps_what_finished_and_starts_nothing_more(marks):
+    before = signal.getsignal(signal.SIGINT)
     recorded = []
     with pytest.raises(GridInterrupted) as err:
         drive(units(4), InProcess(trains), interrupt_at_first(recorded), failed)
@@ -118,7 +119,10 @@ def test_an_interrupt_in_process_keeps_what_finished_and_starts_nothing_more(mar
     assert (e.recorded, e.stopped, e.not_started, e.killed) == (1, 0, 3, 0)
     assert e.exit_code == 130 and not e.forced
     assert e.summary().startswith("SIGINT after ") and "1 run(s) recorded" in e.summary()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # restored
+    # restored to the handler it found (in a fresh process Python's default_int_handler;
+    # in one fresh-clone suite run an earlier test had left SIGINT ignored, a leak still
+    # to be found)
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def kill_later(*delays: float, signum=signal.SIGINT) -> threading.Thread:
