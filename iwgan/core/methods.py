@@ -64,14 +64,21 @@ from torch import nn
 BUILTIN = {
     "iwgan": "iwgan.core.iwgan",
     "wgan_gp": "baselines.wgan_gp",
+    "gan": "baselines.gan",
     "ali": "baselines.ali",
+    "bigan": "baselines.bigan",
     "alpha_gan": "baselines.alpha_gan",
 }
 METHOD_NAMES = tuple(BUILTIN)
+# The methods a grid runs when none are named: iWGAN and the baselines its paper compares
+# it with (ALI with its stochastic encoder). The vanilla GAN and BiGAN are built-ins too,
+# run when named (``--methods ... gan bigan``): adding them to every default grid would
+# cost half as much again as the grid itself.
+DEFAULT_METHODS = ("iwgan", "wgan_gp", "ali", "alpha_gan")
 ENTRY_POINTS = "iwgan_bench.methods"
 # Run settings that only some methods read (iwgan.engine.config): n_critic, the critic
-# steps of a critic loop (iWGAN, WGAN-GP; ALI and alpha-GAN update every network once an
-# iteration), and lambda_mmd, iWGAN's MMD weight. lambda_gp is not among them: the duality
+# steps of a critic loop (iWGAN, WGAN-GP; the GAN, ALI, BiGAN and alpha-GAN update every
+# network once an iteration), and lambda_mmd, iWGAN's MMD weight. lambda_gp is not among them: the duality
 # gap's sup step uses it for every method.
 SHARED_SETTINGS = ("n_critic", "lambda_mmd")
 ADD_A_METHOD = "docs/add-a-method.md"

@@ -24,7 +24,7 @@ from iwgan.experiments.convergence import Convergence, ConvergenceOptions
 from iwgan.experiments.mode_coverage import evaluate, run_mode_coverage
 from iwgan.experiments.skeleton import run_unit
 
-VARIANTS = [("iwgan", {}), ("wgan_gp", {}), ("ali", {}), ("ali", {"encoder": "stochastic"}),
+VARIANTS = [("iwgan", {}), ("wgan_gp", {}), ("gan", {}), ("ali", {}), ("bigan", {}),
             ("alpha_gan", {}), ("alpha_gan", {"adversarial_loss": "non_saturating"})]
 # Members that differ in seed, mixture and preset.
 MEMBERS = [(0, "ring", "paper"), (1, "grid", "literature"), (2, "spiral", "paper")]
