@@ -16,7 +16,8 @@ from pathlib import Path
 from iwgan.core.methods import ADD_A_METHOD, get_method
 from iwgan.data.datasets import default_cache_dir
 from iwgan.engine.grid import GridInterrupted
-from iwgan.experiments import convergence, images, mode_coverage, regression, throughput
+from iwgan.experiments import (convergence, images, migrate_bigan, mode_coverage, regression,
+                               throughput)
 
 OUT_FOLDERS = ("runs", "results", "reports")   # what a command writes under --out
 
@@ -131,6 +132,12 @@ COMMANDS = [
      "fast path", "Run the benchmarks in benchmarks/ (pytest-benchmark), write "
      "results/throughput/<device>.json with the run manifest and rebuild "
      "reports/throughput.md."),
+    ("migrate-bigan", migrate_bigan, "rename the runs recorded as ali before ALI's encoder "
+     "became stochastic to bigan", "Rename every record under results/ of a run made while "
+     "the method ali trained a deterministic encoder (BiGAN) to bigan: tables, curves, "
+     "regression references, files named by a run id and benchmark records; atomic per "
+     "file, and a second run changes nothing. --check changes nothing and exits 1 if such "
+     "a record remains."),
 ]
 
 
