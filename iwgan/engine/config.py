@@ -10,9 +10,9 @@ short hash of every field that differs from the profile's values when one does (
 ``--iterations`` override is another run, never a replacement of the profile's), except
 the fields that only say how a run is executed or written down (:data:`EXECUTION`, which
 the manifest records). A setting the run's method does not read (iwgan.core.methods:
-USES and SHARED_SETTINGS; n_critic for ALI and alpha-GAN, which have no critic loop) keeps
-the profile's value, and a method option at its default is left out, so that neither can
-give two runs that train alike two names.
+USES and SHARED_SETTINGS; n_critic for the GAN, ALI, BiGAN and alpha-GAN, which have no
+critic loop) keeps the profile's value, and a method option at its default is left out,
+so that neither can give two runs that train alike two names.
 """
 
 from __future__ import annotations

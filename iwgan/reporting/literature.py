@@ -29,7 +29,8 @@ SETUPS = {
 }
 TABLES = {"VEEGAN": "Table 1", "GDPP": "Table 1", "PacGAN": "Table 1"}
 # The suite's methods that the literature reports, by its names.
-BASELINES = {"ali": "ALI", "wgan_gp": "WGAN-GP"}
+# ("ali" is ALI's stochastic encoder: the suite's BiGAN is not the published ALI.)
+BASELINES = {"gan": "GAN", "ali": "ALI", "wgan_gp": "WGAN-GP"}
 MIXTURE_INDEX = {"ring": 2, "grid": 3}
 
 
