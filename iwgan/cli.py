@@ -16,8 +16,14 @@ from pathlib import Path
 from iwgan.core.methods import ADD_A_METHOD, get_method
 from iwgan.data.datasets import default_cache_dir
 from iwgan.engine.grid import GridInterrupted
-from iwgan.experiments import (convergence, images, migrate_bigan, mode_coverage, regression,
-                               throughput)
+from iwgan.experiments import (
+    convergence,
+    images,
+    migrate_bigan,
+    mode_coverage,
+    regression,
+    throughput,
+)
 
 OUT_FOLDERS = ("runs", "results", "reports")   # what a command writes under --out
 

@@ -78,8 +78,8 @@ DEFAULT_METHODS = ("iwgan", "wgan_gp", "ali", "alpha_gan")
 ENTRY_POINTS = "iwgan_bench.methods"
 # Run settings that only some methods read (iwgan.engine.config): n_critic, the critic
 # steps of a critic loop (iWGAN, WGAN-GP; the GAN, ALI, BiGAN and alpha-GAN update every
-# network once an iteration), and lambda_mmd, iWGAN's MMD weight. lambda_gp is not among them: the duality
-# gap's sup step uses it for every method.
+# network once an iteration), and lambda_mmd, iWGAN's MMD weight. lambda_gp is not among
+# them: the duality gap's sup step uses it for every method.
 SHARED_SETTINGS = ("n_critic", "lambda_mmd")
 ADD_A_METHOD = "docs/add-a-method.md"
 _MODULE_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
