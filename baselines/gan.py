@@ -19,19 +19,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from baselines import wgan_gp
 from iwgan.core.methods import Models, Phase
-from iwgan.core.networks import build_networks
 
 HAS_ENCODER = False
 IMAGES = True
 OPTIONS: dict = {}
 LOGS = ("discriminator_loss", "d_real", "d_fake", "generator_loss")
-
-
-def build(cfg) -> Models:
-    nets = build_networks(cfg.arch, cfg.width, cfg.z_dim)
-    return Models(generator=nets.generator, critic=nets.critic,
-                  optimized={"critic": ("critic",), "generator": ("generator",)})
+# WGAN-GP's very models: the shared generator and critic, one optimiser each; the two
+# methods differ in their losses and schedule alone.
+build = wgan_gp.build
 
 
 def phases(cfg):
