@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -13,9 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from iwgan.core.methods import METHOD_NAMES  # noqa: E402
+from iwgan.core.methods import METHOD_NAMES, get_method  # noqa: E402
 from iwgan.data.mixtures import MIXTURES  # noqa: E402
-from iwgan.engine.config import LATER_FIELDS  # noqa: E402
+from iwgan.engine.config import LATER_FIELDS, make_config  # noqa: E402
 from iwgan.files import atomic_write_text, save_with  # noqa: E402
 from iwgan.metrics.mixture import N_STD  # noqa: E402
 
@@ -35,6 +36,32 @@ def save_figure(fig, path: Path) -> None:
 def write_report(path: Path, text: str) -> Path:
     atomic_write_text(path, text.rstrip() + "\n")
     return path
+
+
+# The three axes a comparison over training can use, by the column that holds each.
+AXES = {"iterations": "iterations", "updates": "generator updates",
+        "seconds": "training seconds"}
+
+
+@functools.cache
+def updates_per_iteration(method: str, n_critic: int) -> int:
+    """Generator updates per outer iteration of ``method`` with ``n_critic`` critic steps:
+    from the method's own phases (``Method.generator_updates``; iWGAN n_critic, a baseline
+    that steps G once an iteration 1)."""
+    cfg = make_config("quick", method=method, n_critic=int(n_critic))
+    return get_method(method).generator_updates(cfg)
+
+
+def on_three_axes(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """``curves`` (run_id, iteration, train_seconds, ...) of ``runs`` with the column
+    ``updates`` (the iteration times its run's generator updates per iteration) and
+    ``seconds`` (the training seconds its curve recorded at that iteration)."""
+    per_it = {r.run_id: updates_per_iteration(r.method, r.n_critic)
+              for r in runs.itertuples()}
+    c = curves[curves.run_id.isin(set(per_it))].copy()
+    c["updates"] = c.iteration * c.run_id.map(per_it)
+    c["seconds"] = c.train_seconds.astype(float)
+    return c
 
 
 TRAINED = ("finished", "stopped_early")   # statuses of runs that have numbers
