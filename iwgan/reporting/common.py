@@ -64,6 +64,30 @@ def on_three_axes(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return c
 
 
+def mean_curves(curves: pd.DataFrame, axis: str) -> pd.DataFrame:
+    """Per method and iteration, the mean over seeds of ``axis`` (iterations, generator
+    updates or training seconds) and of the value, with the value's standard error: seeds
+    share their evaluation iterations, not their seconds, so every axis is averaged at the
+    same evaluations."""
+    x = "iteration" if axis == "iterations" else axis
+    g = curves.groupby(["method", "iteration"], sort=True)
+    out = g.agg(x=(x, "mean"), y=("value", "mean"), sd=("value", "std"),
+                n=("value", "size")).reset_index()
+    out["se"] = (out.sd / np.sqrt(out.n)).fillna(0.0)
+    return out
+
+
+def plot_on_axis(ax, curves: pd.DataFrame, axis: str, methods, palette) -> None:
+    """Mean over seeds (band: ± s.e.) of each method's curve against ``axis``."""
+    means = mean_curves(curves, axis)
+    for i, method in enumerate(methods):
+        m = means[means.method == method]
+        if m.empty:
+            continue
+        ax.plot(m.x, m.y, color=palette(i), lw=1.2, label=method)
+        ax.fill_between(m.x, m.y - m.se, m.y + m.se, color=palette(i), alpha=0.2, lw=0)
+
+
 TRAINED = ("finished", "stopped_early")   # statuses of runs that have numbers
 PROFILE_ORDER = ["converged", "paper", "quick", "long", "tiny"]   # mixture profiles
 

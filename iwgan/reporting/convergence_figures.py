@@ -23,6 +23,7 @@ from iwgan.reporting.common import (
     methods_with,
     on_three_axes,
     ordered,
+    plot_on_axis,
     rel,
     save_figure,
     updates_per_iteration,
@@ -37,30 +38,6 @@ def first_seed_run(sub, method, mixture):
 def artifacts(results: Path, run_id: str):
     path = results / "convergence_artifacts" / f"{run_id}.npz"
     return np.load(path) if path.exists() else None
-
-
-def mean_curves(curves: pd.DataFrame, axis: str) -> pd.DataFrame:
-    """Per method and iteration, the mean over seeds of ``axis`` (iterations, generator
-    updates or training seconds) and of the value, with the value's standard error: seeds
-    share their evaluation iterations, not their seconds, so every axis is averaged at the
-    same evaluations."""
-    x = "iteration" if axis == "iterations" else axis
-    g = curves.groupby(["method", "iteration"], sort=True)
-    out = g.agg(x=(x, "mean"), y=("value", "mean"), sd=("value", "std"),
-                n=("value", "size")).reset_index()
-    out["se"] = (out.sd / np.sqrt(out.n)).fillna(0.0)
-    return out
-
-
-def plot_on_axis(ax, curves: pd.DataFrame, axis: str, methods, palette) -> None:
-    """Mean over seeds (band: ± s.e.) of each method's curve against ``axis``."""
-    means = mean_curves(curves, axis)
-    for i, method in enumerate(methods):
-        m = means[means.method == method]
-        if m.empty:
-            continue
-        ax.plot(m.x, m.y, color=palette(i), lw=1.2, label=method)
-        ax.fill_between(m.x, m.y - m.se, m.y + m.se, color=palette(i), alpha=0.2, lw=0)
 
 
 def figure2_section(sub, cur, results, figures, reports, tag) -> list[str]:
@@ -119,7 +96,8 @@ def figure2_section(sub, cur, results, figures, reports, tag) -> list[str]:
             "exact W1 (log scale; dashed: the W1 threshold), the same curves on three "
             "axes: iterations; generator updates (iterations × the method's generator steps "
             f"per iteration, from its phases: {per_it}); and training seconds (evaluation "
-            "excluded, as each curve recorded them; mean over seeds at each evaluation). "
+            "excluded, as each curve recorded them, a stacked run's its share of its "
+            "stack's; mean over seeds at each evaluation). "
             "Below: 400 samples G(z) of the lowest seed at chosen evaluations, over the "
             "modes' 3-std discs (grey).", ""]
     return out

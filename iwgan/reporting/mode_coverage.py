@@ -22,11 +22,14 @@ from iwgan.engine.records import read_curves, read_json, read_results
 from iwgan.metrics.mixture import N_STD
 from iwgan.metrics.plateau import HQ_ABS, MIN_EVALUATIONS, W1_REL
 from iwgan.reporting.common import (
+    AXES,
     PROFILE_ORDER,
     draw_mixture,
     fmt_mean_se,
     markdown_table,
+    on_three_axes,
     ordered,
+    plot_on_axis,
     provenance_section,
     recipe_text,
     reference_profile,
@@ -108,6 +111,7 @@ def build_report(results: Path, reports: Path) -> Path:
                     f"({rel(fig, reports)})", "",
                     "Final samples (seed with the lowest number) in colour over the true "
                     f"mixture's {N_STD:g}-std discs (grey).", ""]
+            out += curves_section(sub, curves, profile, preset, figures, reports)
             out += mode_coverage_verdicts(sub, curves)
     out += literature_section(df, results)
     out += paper_beside_cpu(df)
@@ -298,6 +302,48 @@ def plot_samples(sub, results, mixtures, profile, preset, path) -> None:
                 ax.text(0.5, 0.5, "diverged / not run", ha="center", transform=ax.transAxes)
             ax.set_title(title, fontsize=8)
     save_figure(fig, path)
+
+
+CURVE_METRICS = (("modes", "modes covered"), ("hq_pct", "HQ %"))
+
+
+def curves_section(sub, curves, profile, preset, figures: Path, reports: Path) -> list[str]:
+    """Modes covered and HQ % over training, each against iterations, generator updates
+    and training seconds (mean over seeds, band ± s.e.), one row per mixture and metric."""
+    runs = trained(sub)
+    c = on_three_axes(curves[curves.metric.isin([m for m, _ in CURVE_METRICS])], runs)
+    if c.empty:
+        return []
+    methods = ordered(runs["method"], METHOD_NAMES)
+    mixes = ordered(c["mixture"], MIXTURES)
+    palette = plt.get_cmap("tab10")
+    panels = [(mixture, metric, label) for mixture in mixes for metric, label in CURVE_METRICS]
+    fig, axes = plt.subplots(len(panels), len(AXES), squeeze=False,
+                             figsize=(3.2 * len(AXES), 2.3 * len(panels)))
+    for i, (mixture, metric, label) in enumerate(panels):
+        for j, axis in enumerate(AXES):
+            ax = axes[i, j]
+            plot_on_axis(ax, c[(c.mixture == mixture) & (c.metric == metric)], axis,
+                         methods, palette)
+            ax.set(title=f"{mixture}: {label}", xlabel=AXES[axis], ylabel="")
+            if i == 0 and j == 0:
+                ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = figures / f"mode_coverage_curves_{profile}_{preset}.png"
+    save_figure(fig, path)
+    per_it = ", ".join(
+        f"{m} " + "/".join(str(u) for u in sorted({updates_per_iteration(m, int(n))
+                                                   for n in g.n_critic}))
+        for m, g in runs.groupby("method", sort=False))
+    return [f"![Modes and HQ % over training, {profile} profile, {preset} preset]"
+            f"({rel(path, reports)})", "",
+            "Modes covered and HQ % over training (mean over seeds, band ± s.e.), each "
+            "against three axes: iterations; generator updates (iterations × the method's "
+            f"generator steps per iteration, from its phases: {per_it}); and training "
+            "seconds (evaluation excluded, as each curve recorded them, a stacked run's its "
+            "share of its stack's; mean over seeds at each evaluation). At equal iterations "
+            "iWGAN has made n_critic times the generator updates of a baseline; the "
+            "verdicts below compare at the end of training.", ""]
 
 
 def converged_by_method(runs) -> str:

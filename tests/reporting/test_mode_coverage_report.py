@@ -93,7 +93,8 @@ def test_a_split_cell_reports_its_success_rate_and_a_wide_interval_is_inconclusi
             for s, m, hq in ((0, 8, 85.0), (1, 8, 86.0), (2, 1, 0.2), (3, 2, 0.2))]
     lines = equivalence_lines(write(tmp_path, rows), "wgan_gp")
     # 2 of 4 runs cover all 8 modes: Wilson 95 % [0.150, 0.850]; the other two collapsed
-    assert len(lines) == 2 and all(line.endswith("| inconclusive | 2/4 [15, 85 %] split |") for line in lines)
+    assert len(lines) == 2
+    assert all(line.endswith("| inconclusive | 2/4 [15, 85 %] split |") for line in lines)
 
 
 def test_a_baseline_outside_the_range_shows_the_searchs_longer_runs(tmp_path):
