@@ -52,6 +52,14 @@ def updates_per_iteration(method: str, n_critic: int) -> int:
     return get_method(method).generator_updates(cfg)
 
 
+def updates_text(runs: pd.DataFrame) -> str:
+    """"iwgan 5, wgan_gp 1": each method's generator updates per iteration in ``runs``."""
+    return ", ".join(
+        f"{m} " + "/".join(str(u) for u in sorted({updates_per_iteration(m, int(n))
+                                                   for n in g.n_critic}))
+        for m, g in runs.groupby("method", sort=False))
+
+
 def on_three_axes(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """``curves`` (run_id, iteration, train_seconds, ...) of ``runs`` with the column
     ``updates`` (the iteration times its run's generator updates per iteration) and

@@ -26,7 +26,7 @@ from iwgan.reporting.common import (
     plot_on_axis,
     rel,
     save_figure,
-    updates_per_iteration,
+    updates_text,
 )
 
 
@@ -88,10 +88,7 @@ def figure2_section(sub, cur, results, figures, reports, tag) -> list[str]:
         path = figures / f"convergence_{tag}_{mixture_name}.png"
         save_figure(fig, path)
         out += [f"![Duality gap, W1 and samples on {mixture_name}]({rel(path, reports)})", ""]
-    per_it = ", ".join(
-        f"{m} " + "/".join(str(u) for u in sorted({updates_per_iteration(m, int(n))
-                                                   for n in g.n_critic}))
-        for m, g in sub.groupby("method", sort=False))
+    per_it = updates_text(sub)
     out += ["Top: mean over seeds (band: ± s.e.) of the duality-gap estimate and of the "
             "exact W1 (log scale; dashed: the W1 threshold), the same curves on three "
             "axes: iterations; generator updates (iterations × the method's generator steps "

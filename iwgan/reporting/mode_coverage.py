@@ -38,6 +38,7 @@ from iwgan.reporting.common import (
     settings_text,
     trained,
     updates_per_iteration,
+    updates_text,
     wall_time_section,
     write_report,
 )
@@ -331,10 +332,7 @@ def curves_section(sub, curves, profile, preset, figures: Path, reports: Path) -
     fig.tight_layout()
     path = figures / f"mode_coverage_curves_{profile}_{preset}.png"
     save_figure(fig, path)
-    per_it = ", ".join(
-        f"{m} " + "/".join(str(u) for u in sorted({updates_per_iteration(m, int(n))
-                                                   for n in g.n_critic}))
-        for m, g in runs.groupby("method", sort=False))
+    per_it = updates_text(runs)
     return [f"![Modes and HQ % over training, {profile} profile, {preset} preset]"
             f"({rel(path, reports)})", "",
             "Modes covered and HQ % over training (mean over seeds, band ± s.e.), each "
