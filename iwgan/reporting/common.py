@@ -63,13 +63,30 @@ def updates_text(runs: pd.DataFrame) -> str:
 def on_three_axes(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """``curves`` (run_id, iteration, train_seconds, ...) of ``runs`` with the column
     ``updates`` (the iteration times its run's generator updates per iteration) and
-    ``seconds`` (the training seconds its curve recorded at that iteration)."""
+    ``seconds`` (the training seconds its curve recorded at that iteration; where a curve
+    recorded none, the iteration times its row's training seconds per iteration, and
+    ``seconds_derived`` says so)."""
     per_it = {r.run_id: updates_per_iteration(r.method, r.n_critic)
               for r in runs.itertuples()}
     c = curves[curves.run_id.isin(set(per_it))].copy()
     c["updates"] = c.iteration * c.run_id.map(per_it)
-    c["seconds"] = c.train_seconds.astype(float)
+    recorded = (c.train_seconds.astype(float) if "train_seconds" in c
+                else pd.Series(np.nan, index=c.index))
+    rate = (runs.set_index("run_id").train_seconds / runs.set_index("run_id").iterations
+            if {"train_seconds", "iterations"} <= set(runs) else pd.Series(dtype=float))
+    c["seconds_derived"] = recorded.isna()
+    c["seconds"] = recorded.where(~c.seconds_derived, c.iteration * c.run_id.map(rate))
     return c
+
+
+def seconds_note(curves: pd.DataFrame) -> str:
+    """Said in a caption when some curves had no seconds of their own."""
+    if "seconds_derived" not in curves or not curves.seconds_derived.any():
+        return ""
+    runs = curves[curves.seconds_derived].run_id.nunique()
+    return (f" {runs} run(s) recorded no seconds in their curve: their seconds axis is the "
+            "iteration × the row's training seconds per iteration (a constant rate, "
+            "derived).")
 
 
 def mean_curves(curves: pd.DataFrame, axis: str) -> pd.DataFrame:

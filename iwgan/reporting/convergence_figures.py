@@ -26,6 +26,7 @@ from iwgan.reporting.common import (
     plot_on_axis,
     rel,
     save_figure,
+    seconds_note,
     updates_text,
 )
 
@@ -94,8 +95,8 @@ def figure2_section(sub, cur, results, figures, reports, tag) -> list[str]:
             "axes: iterations; generator updates (iterations × the method's generator steps "
             f"per iteration, from its phases: {per_it}); and training seconds (evaluation "
             "excluded, as each curve recorded them, a stacked run's its share of its "
-            "stack's; mean over seeds at each evaluation). "
-            "Below: 400 samples G(z) of the lowest seed at chosen evaluations, over the "
+            "stack's; mean over seeds at each evaluation)." + seconds_note(cur)
+            + " Below: 400 samples G(z) of the lowest seed at chosen evaluations, over the "
             "modes' 3-std discs (grey).", ""]
     return out
 

@@ -35,6 +35,7 @@ from iwgan.reporting.common import (
     reference_profile,
     rel,
     save_figure,
+    seconds_note,
     settings_text,
     trained,
     updates_per_iteration,
@@ -312,7 +313,8 @@ def curves_section(sub, curves, profile, preset, figures: Path, reports: Path) -
     """Modes covered and HQ % over training, each against iterations, generator updates
     and training seconds (mean over seeds, band ± s.e.), one row per mixture and metric."""
     runs = trained(sub)
-    c = on_three_axes(curves[curves.metric.isin([m for m, _ in CURVE_METRICS])], runs)
+    c = curves[curves.metric.isin([m for m, _ in CURVE_METRICS])]
+    c = on_three_axes(c, runs) if {"mixture", "method"} <= set(c) else c.iloc[:0]
     if c.empty:
         return []
     methods = ordered(runs["method"], METHOD_NAMES)
@@ -341,7 +343,7 @@ def curves_section(sub, curves, profile, preset, figures: Path, reports: Path) -
             "seconds (evaluation excluded, as each curve recorded them, a stacked run's its "
             "share of its stack's; mean over seeds at each evaluation). At equal iterations "
             "iWGAN has made n_critic times the generator updates of a baseline; the "
-            "verdicts below compare at the end of training.", ""]
+            "verdicts below compare at the end of training." + seconds_note(c), ""]
 
 
 def converged_by_method(runs) -> str:
