@@ -304,6 +304,15 @@ class Method:
     def phases(self, cfg) -> list[Phase]:
         return self.module.phases(cfg)
 
+    def generator_updates(self, cfg) -> int:
+        """Generator updates per outer iteration under ``cfg``: the counts of the phases
+        whose optimiser steps the generator (Algorithm 1: iWGAN's n_critic G/Q steps; one
+        for a baseline that steps G once an iteration). Read from the method's own phases
+        and optimisers, so a method plugged in by name counts as it trains."""
+        optimized = self.build(cfg).optimized
+        return sum(p.count for p in self.phases(cfg)
+                   if "generator" in optimized.get(p.optimizer, ()))
+
     def generate(self, m: Models, z):
         return getattr(self.module, "generate", generate)(m, z)
 
