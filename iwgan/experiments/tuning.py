@@ -171,7 +171,7 @@ def check_space(space: dict, methods) -> None:
                              "to PUBLISHED in iwgan/experiments/tuning.py (with its source) "
                              "so that the search can be checked to contain it")
         if not any(same_recipe(entry, published) for entry in entries):
-            raise ValueError(f"the search space leaves out {method!r}'s published recipe "
+            raise ValueError(f"the search space leaves out the published recipe of {method!r} "
                              f"{json.dumps(published)}: add it as one of its "
                              f"{CONFIGURATIONS} configurations (docs/tuning.md)")
 
