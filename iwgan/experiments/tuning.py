@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from iwgan.core.methods import METHOD_NAMES, get_method
+from iwgan.core.methods import get_method
 from iwgan.data.mixtures import get_mixture
 from iwgan.engine.config import PROFILES
 from iwgan.engine.executors import executor_options, open_executor
@@ -298,8 +298,13 @@ def cost_line(configs, jobs: int) -> str:
 
 def add_arguments(p) -> None:
     add_grid_arguments(p)
-    p.set_defaults(first_seed=TUNING_SEEDS, seeds=DEFAULT_TUNING_SEEDS,
-                   methods=list(METHOD_NAMES))
+    p.set_defaults(first_seed=TUNING_SEEDS, seeds=DEFAULT_TUNING_SEEDS)
+    for action in p._actions:    # the search's own seeds: disjoint from the reported ones
+        if action.dest == "seeds":
+            action.help = f"tuning seeds per configuration (default {DEFAULT_TUNING_SEEDS})"
+        if action.dest == "first_seed":
+            action.help = (f"first tuning seed (default {TUNING_SEEDS}; at least "
+                           f"{TUNING_SEEDS}: the reported seeds are 0 to {TUNING_SEEDS - 1})")
     p.add_argument("--space", type=Path, default=None,
                    help="a JSON search space {\"space\": {method: [settings, ...]}} "
                    f"(default: the stated one, iwgan/experiments/tuning.py; "

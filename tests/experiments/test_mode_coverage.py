@@ -140,7 +140,7 @@ def test_the_default_grid_says_when_there_is_no_converged_reference(tmp_path, ca
     assert main(["mode-coverage", "--profile", "tiny", "--seeds", "1", "--mixtures", "ring",
                  "--methods", "wgan_gp", "--presets", "paper", "--out", str(tmp_path),
                  "--jobs", "1", "--no-report"]) == 0
-    assert "no converged rows yet" in capsys.readouterr().out
+    assert "no converged rows of the identical protocol yet" in capsys.readouterr().out
 
 
 def test_the_converged_profile_defaults_to_its_tables_five_seeds():
