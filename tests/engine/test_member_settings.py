@@ -10,7 +10,6 @@ equals its members' fused single runs to 1e-9 in float64, and torch's arithmetic
 float32 rounding after one step."""
 
 import dataclasses
-import math
 
 import pytest
 import torch
@@ -19,8 +18,7 @@ from iwgan.core.methods import adam
 from iwgan.engine.config import make_config
 from iwgan.engine.optim import MemberAdam
 from iwgan.engine.stacking import SETTING_FIELDS, Members, check_stackable, plan_stacks
-from iwgan.engine.trainer import train
-from iwgan.experiments.mode_coverage import evaluate
+from tests.engine.members import assert_members_are_single_runs
 
 # Four members of one stack, each its own settings (seed, mixture and preset too).
 SETTINGS = [dict(seed=0, mixture="ring", lr=1e-3, beta1=0.5, beta2=0.9, lambda_gp=5.0,
@@ -33,48 +31,10 @@ SETTINGS = [dict(seed=0, mixture="ring", lr=1e-3, beta1=0.5, beta2=0.9, lambda_g
                  lambda_mmd=10.0, ema=0.99)]
 
 
-@pytest.fixture
-def float64():
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(before)
-
-
 def config(method, **kw):
     kw = {"iterations": 12, "lr_schedule": "linear", **kw}
     return make_config("quick", method=method, width=0.1, batch_size=32, log_every=3,
                        eval_samples=300, **kw)
-
-
-def close(a, b, rel=1e-9, abs_=1e-12):
-    if math.isnan(a) or math.isnan(b):
-        return math.isnan(a) and math.isnan(b)
-    return abs(a - b) <= abs_ + rel * abs(a)
-
-
-def assert_members_are_single_runs(cfgs):
-    stacked = train(cfgs)
-    for cfg, member in zip(cfgs, stacked):
-        [single] = train(cfg)
-        assert len(single.history) == len(member.history) == 4
-        for a, b in zip(single.history, member.history):
-            for key in a:
-                if key != "wall_time":
-                    assert close(a[key], b[key]), (cfg.lr, cfg.lambda_gp, a["iteration"], key)
-        ours, _ = evaluate(cfg, member.models)
-        theirs, _ = evaluate(cfg, single.models)
-        for key in theirs:
-            assert close(theirs[key], ours[key]), (cfg.lr, key, theirs[key], ours[key])
-        for name, state in single.optimizer_state.items():
-            mine = member.optimizer_state[name]
-            assert mine["param_groups"][0]["lr"] == pytest.approx(
-                state["param_groups"][0]["lr"], rel=1e-15)
-            assert tuple(mine["param_groups"][0]["betas"]) == (cfg.beta1, cfg.beta2)
-            for idx, s in state["state"].items():
-                for key in ("exp_avg", "exp_avg_sq"):
-                    assert torch.allclose(s[key], mine["state"][idx][key], rtol=1e-9,
-                                          atol=1e-15)
 
 
 @pytest.mark.parametrize("method", ["iwgan", "wgan_gp", "ali", "alpha_gan"])

@@ -10,8 +10,6 @@ GAN training amplifies that over iterations; after 20 iterations at width 0.1 th
 tolerance is 1e-3 relative on W1, reconstruction error and latent MMD, 1 point on HQ %
 (3 of 300 samples) and 1 on modes."""
 
-import math
-
 import pytest
 import torch
 
@@ -23,19 +21,12 @@ from iwgan.engine.trainer import train
 from iwgan.experiments.convergence import Convergence, ConvergenceOptions
 from iwgan.experiments.mode_coverage import evaluate, run_mode_coverage
 from iwgan.experiments.skeleton import run_unit
+from tests.engine.members import assert_members_are_single_runs, close
 
 VARIANTS = [("iwgan", {}), ("wgan_gp", {}), ("ali", {}), ("ali", {"encoder": "stochastic"}),
             ("alpha_gan", {}), ("alpha_gan", {"adversarial_loss": "non_saturating"})]
 # Members that differ in seed, mixture and preset.
 MEMBERS = [(0, "ring", "paper"), (1, "grid", "literature"), (2, "spiral", "paper")]
-
-
-@pytest.fixture
-def float64():
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(before)
 
 
 def config(method, options, seed=0, mixture="ring", preset="paper", **kw):
@@ -45,27 +36,9 @@ def config(method, options, seed=0, mixture="ring", preset="paper", **kw):
                        eval_samples=300, **kw)
 
 
-def close(a, b, rel, abs_=0.0):
-    if math.isnan(a) or math.isnan(b):
-        return math.isnan(a) and math.isnan(b)
-    return abs(a - b) <= abs_ + rel * abs(a)
-
-
 @pytest.mark.parametrize(("method", "options"), VARIANTS)
 def test_in_float64_a_stack_is_its_members_single_runs(float64, method, options):
-    cfgs = [config(method, options, s, x, p) for s, x, p in MEMBERS]
-    stacked = train(cfgs)
-    for cfg, member in zip(cfgs, stacked):
-        [single] = train(cfg)
-        assert len(single.history) == len(member.history) == 4
-        for a, b in zip(single.history, member.history):
-            for key in a:
-                if key != "wall_time":
-                    assert close(a[key], b[key], 1e-9, 1e-12), (cfg.run_id, a["iteration"], key)
-        ours, _ = evaluate(cfg, member.models)
-        theirs, _ = evaluate(cfg, single.models)
-        for key in theirs:
-            assert close(theirs[key], ours[key], 1e-9, 1e-12), (cfg.run_id, key)
+    assert_members_are_single_runs([config(method, options, s, x, p) for s, x, p in MEMBERS])
 
 
 @pytest.mark.parametrize("method", ["iwgan", "wgan_gp"])
