@@ -106,7 +106,7 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
 
 GRID_AXES = {"method": "--methods", "mixture": "--mixtures", "preset": "--presets",
              "dataset": "--dataset", "seed": "--seeds/--first-seed", "profile": "--profile",
-             "device": "--device"}
+             "device": "--device", "protocol": "--protocol"}
 
 
 def add_set_argument(p: argparse.ArgumentParser, cls=MixtureConfig) -> None:
@@ -204,7 +204,8 @@ class MixtureExperiment(Experiment):
                 "preset": cfg.preset, "seed": cfg.seed, "profile": cfg.profile,
                 "iterations": cfg.iterations, "width": cfg.width,
                 "batch_size": cfg.batch_size, "lr": cfg.lr, "lr_schedule": cfg.lr_schedule,
-                "n_critic": cfg.n_critic, "ema": cfg.ema, "config_hash": cfg.hash(),
+                "n_critic": cfg.n_critic, "ema": cfg.ema, "protocol": cfg.protocol,
+                "config_hash": cfg.hash(),
                 "cell": cfg.cell_key()}
 
     def train(self, unit, runs, hooks, resume=False, stop_after=None):

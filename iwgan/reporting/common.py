@@ -122,6 +122,13 @@ def trained(df: pd.DataFrame) -> pd.DataFrame:
     return df[df.status.isin(TRAINED)]
 
 
+def identical(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the identical protocol (the paper's comparison), on which the claims'
+    verdicts and the cross-profile comparisons are stated: a tuned run is never averaged
+    with them (iwgan.engine.config.PROTOCOLS)."""
+    return df[df.protocol == "identical"] if "protocol" in df else df
+
+
 def ordered(values, order):
     """The distinct ``values`` in ``order`` first, then any others sorted."""
     return [v for v in order if v in set(values)] + sorted(set(values) - set(order))

@@ -17,7 +17,7 @@ import pandas as pd
 
 from iwgan.core.methods import METHOD_NAMES
 from iwgan.data.mixtures import MIXTURES
-from iwgan.engine.config import PROFILES
+from iwgan.engine.config import PROFILES, PROTOCOLS
 from iwgan.engine.records import read_curves, read_json, read_results
 from iwgan.metrics.mixture import N_STD
 from iwgan.metrics.plateau import HQ_ABS, MIN_EVALUATIONS, W1_REL
@@ -26,6 +26,7 @@ from iwgan.reporting.common import (
     PROFILE_ORDER,
     draw_mixture,
     fmt_mean_se,
+    identical,
     markdown_table,
     on_three_axes,
     ordered,
@@ -94,6 +95,9 @@ def build_report(results: Path, reports: Path) -> Path:
            f"and one through HQ % by at most {HQ_ABS:g} points. It says a run plateaued, not "
            "that it is good. n/a: the run is too short for the rule. A cell whose runs did "
            "not all converge is shown as two rows, its converged runs and the others.", ""]
+    # Tables per protocol; the sections that compare profiles, presets or the literature
+    # read the identical protocol's rows (a tuned run is never averaged with them).
+    tuned_runs, df_all, df = df[df.protocol == "tuned"], df, identical(df)
     if "converged" not in set(df.profile):
         out += ["**No converged table yet.** `results/` holds no run of the `converged` "
                 "profile: the recipe search (docs/converged.md) has not yet found one recipe "
@@ -102,25 +106,32 @@ def build_report(results: Path, reports: Path) -> Path:
                 "verdicts on those runs.", ""]
     else:
         out += converged_share(df)
-    profiles = ordered(df["profile"], PROFILE_ORDER)
+    profiles = ordered(df_all["profile"], PROFILE_ORDER)
     for profile in profiles:
-        for preset in ordered(df[df.profile == profile]["preset"], ["paper", "literature"]):
-            sub = df[(df.profile == profile) & (df.preset == preset)]
-            out += table_section(sub, profile, preset, mixtures)
-            fig = figures / f"mode_coverage_{profile}_{preset}.png"
-            plot_samples(sub, results, mixtures, profile, preset, fig)
-            out += [f"![Final samples, {profile} profile, {preset} preset]"
-                    f"({rel(fig, reports)})", "",
-                    "Final samples (seed with the lowest number) in colour over the true "
-                    f"mixture's {N_STD:g}-std discs (grey).", ""]
-            out += curves_section(sub, curves, profile, preset, figures, reports)
-            out += mode_coverage_verdicts(sub, curves)
-    out += literature_section(df, results)
-    out += paper_beside_cpu(df)
-    out += quick_vs_converged(df)
-    out += quick_vs_long(df)
-    out += runtime_section(df, results)
-    out += provenance_section(df, profiles=True)
+        for protocol, runs in ((p, df_all[df_all.protocol == p]) for p in PROTOCOLS):
+            for preset in ordered(runs[runs.profile == profile]["preset"],
+                                  ["paper", "literature"]):
+                sub = runs[(runs.profile == profile) & (runs.preset == preset)]
+                out += table_section(sub, profile, preset, mixtures, protocol)
+                name = f"{profile}_{preset}" + ("" if protocol == "identical" else
+                                                f"_{protocol}")
+                fig = figures / f"mode_coverage_{name}.png"
+                plot_samples(sub, results, mixtures, profile, preset, fig)
+                out += [f"![Final samples, {profile} profile, {preset} preset"
+                        + ("" if protocol == "identical" else f", {protocol} protocol")
+                        + f"]({rel(fig, reports)})", "",
+                        "Final samples (seed with the lowest number) in colour over the "
+                        f"true mixture's {N_STD:g}-std discs (grey).", ""]
+                out += curves_section(sub, curves, profile, preset, name, figures, reports)
+                out += mode_coverage_verdicts(sub, curves)
+    out += protocols_section(results, tuned_runs)
+    if len(df):   # the comparisons across profiles and with the literature: identical
+        out += literature_section(df, results)
+        out += paper_beside_cpu(df)
+        out += quick_vs_converged(df)
+        out += quick_vs_long(df)
+    out += runtime_section(df if len(df) else tuned_runs, results)
+    out += provenance_section(df_all, profiles=True)
     return write_report(reports / "mode_coverage.md", "\n".join(out))
 
 
@@ -212,12 +223,13 @@ def w1_note(sub: pd.DataFrame) -> str:
             f"{'; '.join(sorted(set(missing)))}.")
 
 
-def table_section(sub, profile, preset, mixtures) -> list[str]:
+def table_section(sub, profile, preset, mixtures, protocol="identical") -> list[str]:
     rows = list(cell_rows(sub, mixtures, preset))
     iters = sorted(set(sub.iterations))
     gpus = accelerators(sub)
-    header = f"## {profile} profile, {preset} preset" + (f", on {', '.join(gpus)}"
-                                                       if gpus else "")
+    header = (f"## {profile} profile, {preset} preset"
+              + ("" if protocol == "identical" else f", {protocol} protocol")
+              + (f", on {', '.join(gpus)}" if gpus else ""))
     text = (f"Protocol: 3-std mode coverage under {PRESET_TEXT[preset]}; profile "
             f"`{profile}`, {', '.join(map(str, iters))} iterations, width "
             f"{', '.join(map(str, sorted(set(sub.width))))} of Appendix D1"
@@ -234,6 +246,44 @@ def table_section(sub, profile, preset, mixtures) -> list[str]:
 
 
 CPU_PROFILES = ("quick", "converged")   # the quarter-width profiles trained on the CPU
+
+
+def protocols_section(results: Path, tuned_runs: pd.DataFrame) -> list[str]:
+    """The two protocols, and the recipes the tuned protocol's search selected
+    (results/tuning/selected.json; docs/tuning.md)."""
+    out = ["## Protocols: identical and tuned", "",
+           "Every table above is of one protocol. **identical** (the paper's comparison): "
+           "every method with the profile's one recipe, structure, learning rate, n_critic "
+           "and budget. **tuned**: each method x preset at the recipe an equal tuning "
+           "budget selected (Lucic et al. 2018): the same number of configurations per "
+           "method from a stated space holding its published recipe, the same iterations, "
+           "one score stated before the runs (mean over mixtures and tuning seeds >= 1,000 "
+           "of modes/K x HQ %/100), the reported seeds 0.. disjoint (docs/tuning.md).", ""]
+    path = results / "tuning" / "selected.json"
+    if not path.exists():
+        return out + ["No tuned search has run yet (`python -m iwgan tune`, `nox -s tune`), "
+                      "so every row here is of the identical protocol.", ""]
+    rows = []
+    for profile, presets in read_json(path, "run `python -m iwgan tune`").items():
+        for preset, methods in presets.items():
+            for method in ordered(pd.Series(list(methods)), METHOD_NAMES):
+                chosen = methods[method]
+                rows.append({"profile": profile, "preset": preset, "method": method,
+                             "selected recipe": ", ".join(
+                                 f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                                 for k, v in sorted(chosen["recipe"].items())) or "–",
+                             "candidate": f"{chosen['candidate']} of "
+                                          f"{len(chosen['candidates'])}",
+                             "published recipe": "yes" if chosen["candidate"] == 0 else "no",
+                             "score": f"{chosen['score']:.3f}",
+                             "iterations": f"{chosen['iterations']:,}",
+                             "mixtures": ", ".join(chosen["mixtures"]),
+                             "tuning seeds": ", ".join(map(str, chosen["tuning_seeds"]))})
+    made = (f"{len(tuned_runs)} tuned run(s) are in the tables above." if len(tuned_runs)
+            else "No reported run of the tuned protocol yet (`python -m iwgan mode-coverage "
+            "--protocol tuned`).")
+    return out + ["The selected recipes (`results/tuning/selected.json`; candidate 0 is the "
+                  "published recipe). " + made, "", markdown_table(pd.DataFrame(rows)), ""]
 
 
 def paper_beside_cpu(df) -> list[str]:
@@ -309,7 +359,8 @@ def plot_samples(sub, results, mixtures, profile, preset, path) -> None:
 CURVE_METRICS = (("modes", "modes covered"), ("hq_pct", "HQ %"))
 
 
-def curves_section(sub, curves, profile, preset, figures: Path, reports: Path) -> list[str]:
+def curves_section(sub, curves, profile, preset, name, figures: Path,
+                   reports: Path) -> list[str]:
     """Modes covered and HQ % over training, each against iterations, generator updates
     and training seconds (mean over seeds, band ± s.e.), one row per mixture and metric."""
     runs = trained(sub)
@@ -332,7 +383,7 @@ def curves_section(sub, curves, profile, preset, figures: Path, reports: Path) -
             if i == 0 and j == 0:
                 ax.legend(fontsize=7)
     fig.tight_layout()
-    path = figures / f"mode_coverage_curves_{profile}_{preset}.png"
+    path = figures / f"mode_coverage_curves_{name}.png"
     save_figure(fig, path)
     per_it = updates_text(runs)
     return [f"![Modes and HQ % over training, {profile} profile, {preset} preset]"
