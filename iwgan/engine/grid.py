@@ -174,8 +174,11 @@ def ignoring_sigint():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    old = signal.getsignal(signal.SIGINT)
     try:
+        # inside the try: the grid's handler may raise (a second interrupt) as soon as
+        # this call returns, and the handler found must still come back
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         yield
     finally:
         signal.signal(signal.SIGINT, old)

@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from iwgan.engine.executors import DaskExecutor, ExecutorOptions, SlurmExecutor
-from iwgan.engine.grid import GridInterrupted, InProcess, Processes, drive, run_grid
+from iwgan.engine.grid import (
+    GridInterrupted,
+    InProcess,
+    Processes,
+    drive,
+    ignoring_sigint,
+    run_grid,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKS = "IWGAN_TEST_MARKS"
@@ -211,3 +218,23 @@ def test_dask_and_slurm_keep_what_came_back_and_cancel_the_rest(marks, executor)
     assert marked(marks, "ended") == sorted(r[0] for r in recorded)
     assert e.recorded + e.stopped + e.not_started + e.killed == 6
     assert not list((marks / "submitit").glob(".stop-*"))
+
+
+def test_an_interrupt_raised_as_sigint_becomes_ignored_still_gets_its_handler_back(monkeypatch):
+    """A second interrupt that arrived just before ignoring_sigint set SIG_IGN is handled
+    as that call returns, and the grid's handler raises: the handler found must come back,
+    or every later Ctrl-C of the process is ignored."""
+    real = signal.signal
+
+    def set_then_interrupted(signum, handler):
+        old = real(signum, handler)
+        if handler is signal.SIG_IGN:
+            raise KeyboardInterrupt   # the pending handler, run as the call returns
+        return old
+
+    before = signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(signal, "signal", set_then_interrupted)
+    with pytest.raises(KeyboardInterrupt), ignoring_sigint():
+        pass
+    monkeypatch.undo()
+    assert signal.getsignal(signal.SIGINT) is before
