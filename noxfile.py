@@ -1,5 +1,5 @@
 """Sessions: `nox -s tests`, `nox -s lint`, `nox -s mode_coverage`, `nox -s convergence`,
-`nox -s reports`, `nox -s regression`, `nox -s throughput`, `nox -s gpu_campaign`.
+`nox -s tune`, `nox -s reports`, `nox -s regression`, `nox -s throughput`, `nox -s gpu_campaign`.
 
 Every session installs the suite with constraints.txt, which pins torch==2.13.0 (the CPU
 wheel) and torchvision==0.28.0, so that no install pulls a newer CUDA stack. Arguments
@@ -38,6 +38,16 @@ def mode_coverage(session):
     """Train the method x mixture x preset x seed grid, score it, rebuild the report."""
     install(session)
     session.run("python", "-m", "iwgan", "mode-coverage", *session.posargs)
+
+
+@nox.session
+def tune(session):
+    """The tuned protocol's equal-budget search (docs/tuning.md): prints its runs and
+    estimated wall time, then writes results/tuning/ (resumable: `-- --resume`); then
+    `nox -s mode_coverage -- --protocol tuned` trains the reported seeds with the
+    selected recipes."""
+    install(session)
+    session.run("python", "-m", "iwgan", "tune", *session.posargs)
 
 
 @nox.session

@@ -1,4 +1,5 @@
-"""ALI / BiGAN (Dumoulin et al. 2016; Donahue et al. 2016) on the shared Q, G and critic.
+"""ALI (Dumoulin et al. 2016) on the shared Q, G and critic; BiGAN (Donahue et al. 2016,
+baselines/bigan.py) is this very method with a deterministic encoder.
 
 Per outer iteration, one discriminator step then one G/Q step (the original algorithms'
 1:1 schedule; it reads no ``n_critic``: USES is empty, so an override of it leaves
@@ -16,11 +17,13 @@ addition is z_path. Using the critic's scalar output as the x-path would squeeze
 number before it meets z; using its penultimate features would leave its last layer unused
 and need joint layers of its own.
 
-Encoder option: "deterministic" (BiGAN, default) codes x as Q(x); "stochastic" (ALI) draws
-Q(x) = mu(x) + exp(s(x)) * eps, eps ~ N(0, I), reparameterised, where mu is the shared
-encoder and s = log-std is one extra linear head (extra ``log_std``) on the shared
-encoder's last hidden layer, as if that encoder's output layer were widened to 2 * z_dim.
-``encode`` returns mu(x), the posterior mean, in both cases.
+ALI's encoder is stochastic: Q(x) = mu(x) + exp(s(x)) * eps, eps ~ N(0, I), reparameterised,
+where mu is the shared encoder and s = log-std is one extra linear head (extra
+``log_std``) on the shared encoder's last hidden layer, as if that encoder's output layer
+were widened to 2 * z_dim. ``encode`` returns mu(x), the posterior mean. BiGAN codes x as
+mu(x) itself: :func:`models` and :func:`phases_of` with ``stochastic=False``, no
+``log_std`` and no draw; the losses are the same functions (:func:`code` reads which
+encoder the models have). ALI has no option: the encoder is which method one names.
 
 Logged ``d_real`` = mean sigmoid(D(x, Q(x))) and ``d_fake`` = mean sigmoid(D(G(z), z)):
 the discriminator's probability that a pair is an encoder pair (both 1/2 at equilibrium).
@@ -31,34 +34,39 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from iwgan.core.methods import Models, Option, Phase
+from iwgan.core.methods import Models, Phase
 from iwgan.core.networks import build_networks, mlp
 
 HAS_ENCODER = True
 IMAGES = True
-OPTIONS = {"encoder": Option("deterministic", choices=("deterministic", "stochastic"),
-                             help="BiGAN's Q(x), or ALI's reparameterised draw around it")}
+OPTIONS: dict = {}
 LOGS = ("discriminator_loss", "d_real", "d_fake", "generator_loss")
 
 
-def stochastic(cfg) -> bool:
-    return cfg.method_options["encoder"] == "stochastic"
-
-
-def build(cfg) -> Models:
+def models(cfg, stochastic: bool) -> Models:
+    """The shared networks, ``z_path`` and, for a stochastic encoder, ``log_std``."""
     nets = build_networks(cfg.arch, cfg.width, cfg.z_dim)
     z_path = mlp((cfg.z_dim, nets.critic[0].weight.shape[0]))
     log_std = ({"log_std": mlp((nets.encoder[-1].weight.shape[1], cfg.z_dim))}
-               if stochastic(cfg) else {})
+               if stochastic else {})
     return Models(generator=nets.generator, critic=nets.critic, encoder=nets.encoder,
                   extra={"z_path": z_path, **log_std},
                   optimized={"critic": ("critic", "z_path"),
                              "generator": ("generator", "encoder", *log_std)})
 
 
-def phases(cfg):
-    draws = ("code_noise",) if stochastic(cfg) else ()
+def phases_of(stochastic: bool) -> list[Phase]:
+    """One discriminator step, then one G/Q step; a stochastic encoder draws its noise."""
+    draws = ("code_noise",) if stochastic else ()
     return [Phase(critic_loss, "critic", 1, draws), Phase(generator_loss, "generator", 1, draws)]
+
+
+def build(cfg) -> Models:
+    return models(cfg, stochastic=True)
+
+
+def phases(cfg):
+    return phases_of(stochastic=True)
 
 
 def discriminator(m: Models, x, z):

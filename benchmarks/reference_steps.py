@@ -122,24 +122,65 @@ def wgan_gp_generator_step(nets, opts, x, z):
     return {"generator_loss": loss.detach()}
 
 
-# --- ALI / BiGAN (deterministic encoder) -----------------------------------------------------
+# --- the GAN (non-saturating) -----------------------------------------------------------------
 
-def ali_build(nets, lr=1e-4, betas=(0.5, 0.9), z_dim=5):
+def gan_build(nets, lr=1e-4, betas=(0.5, 0.9)):
+    return {"critic": adam(nets["critic"].parameters(), lr, betas),
+            "generator": adam(nets["generator"].parameters(), lr, betas)}
+
+
+def gan_critic_step(nets, opts, x, z):
+    with torch.no_grad():
+        fake = nets["generator"](z)
+    d_real, d_fake = nets["critic"](x), nets["critic"](fake)
+    loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+    step(opts["critic"], loss)
+    return {"discriminator_loss": loss.detach(), "d_real": torch.sigmoid(d_real).mean().detach(),
+            "d_fake": torch.sigmoid(d_fake).mean().detach()}
+
+
+def gan_generator_step(nets, opts, x, z):
+    loss = F.softplus(-nets["critic"](nets["generator"](z))).mean()
+    step(opts["generator"], loss)
+    return {"generator_loss": loss.detach()}
+
+
+# --- BiGAN (deterministic encoder) and ALI (reparameterised Gaussian encoder) ----------------
+
+def bigan_build(nets, lr=1e-4, betas=(0.5, 0.9), z_dim=5, stochastic=False):
     nets["z_path"] = mlp(z_dim, nets["critic"][0].out_features)
+    if stochastic:   # ALI: a log-std head on the encoder's last hidden layer
+        nets["log_std"] = mlp(nets["encoder"][-1].in_features, z_dim)
     return {"critic": adam([*nets["critic"].parameters(), *nets["z_path"].parameters()],
                            lr, betas),
             "generator": adam([*nets["generator"].parameters(),
-                               *nets["encoder"].parameters()], lr, betas)}
+                               *nets["encoder"].parameters(),
+                               *(nets["log_std"].parameters() if stochastic else ())],
+                              lr, betas)}
+
+
+def ali_build(nets, lr=1e-4, betas=(0.5, 0.9), z_dim=5):
+    return bigan_build(nets, lr, betas, z_dim, stochastic=True)
 
 
 def ali_d(nets, x, z):
     return nets["critic"][1:](nets["critic"][0](x) + nets["z_path"](z))
 
 
+def code(nets, x):
+    """Q(x): the encoder's output, or with a log-std head a draw mu + sigma * eps (eps drawn
+    here, after the batch, as the trainer draws it)."""
+    if "log_std" not in nets:
+        return nets["encoder"](x)
+    hidden = nets["encoder"][:-1](x)
+    eps = torch.randn(x.shape[0], nets["log_std"][-1].out_features, device=x.device)
+    return nets["encoder"][-1](hidden) + nets["log_std"](hidden).exp() * eps
+
+
 def ali_critic_step(nets, opts, x, z):
     with torch.no_grad():
-        fake, code = nets["generator"](z), nets["encoder"](x)
-    d_real, d_fake = ali_d(nets, x, code), ali_d(nets, fake, z)
+        fake, q = nets["generator"](z), code(nets, x)
+    d_real, d_fake = ali_d(nets, x, q), ali_d(nets, fake, z)
     loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
     step(opts["critic"], loss)
     return {"discriminator_loss": loss.detach(), "d_real": torch.sigmoid(d_real).mean().detach(),
@@ -147,7 +188,7 @@ def ali_critic_step(nets, opts, x, z):
 
 
 def ali_generator_step(nets, opts, x, z):
-    d_real = ali_d(nets, x, nets["encoder"](x))
+    d_real = ali_d(nets, x, code(nets, x))
     d_fake = ali_d(nets, nets["generator"](z), z)
     loss = F.softplus(d_real).mean() + F.softplus(-d_fake).mean()
     step(opts["generator"], loss)
@@ -196,7 +237,9 @@ def alpha_gan_generator_step(nets, opts, x, z, lambda_rec=1.0):
 METHODS = {
     "iwgan": (iwgan_build, iwgan_critic_step, iwgan_generator_step, lambda n: (n, n)),
     "wgan_gp": (wgan_gp_build, wgan_gp_critic_step, wgan_gp_generator_step, lambda n: (n, 1)),
+    "gan": (gan_build, gan_critic_step, gan_generator_step, lambda n: (1, 1)),
     "ali": (ali_build, ali_critic_step, ali_generator_step, lambda n: (1, 1)),
+    "bigan": (bigan_build, ali_critic_step, ali_generator_step, lambda n: (1, 1)),
     "alpha_gan": (alpha_gan_build, alpha_gan_critic_step, alpha_gan_generator_step,
                   lambda n: (1, 1)),
 }
@@ -206,7 +249,7 @@ def build(method, width, lr, betas, z_dim=5):
     """Networks and optimisers, built in the suite's order so a seed gives its weights."""
     nets = mixture_nets(width, z_dim)
     make = METHODS[method][0]
-    kwargs = {"z_dim": z_dim} if method == "ali" else (
+    kwargs = {"z_dim": z_dim} if method in ("ali", "bigan") else (
         {"z_dim": z_dim, "width": width} if method == "alpha_gan" else {})
     return nets, make(nets, lr, betas, **kwargs)
 

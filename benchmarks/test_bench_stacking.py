@@ -42,7 +42,7 @@ SETTINGS = {"cpu": {"quick": ((1, 4, 8, 15, 30), 10, 5), "half": ((4, 15), 4, 3)
                     "paper": ((1, 2, 4), 2, 3)},
             "cuda": {"paper": ((1, 4, 16), 20, 5)}}
 WIDTHS = {"half": ("quick", 0.5)}
-METHODS = ("iwgan", "wgan_gp", "ali", "alpha_gan")
+METHODS = ("iwgan", "wgan_gp", "gan", "ali", "bigan", "alpha_gan")
 GRADIENTS = {"closed_form": contextlib.nullcontext, "autograd": autograd_input_gradient}
 CELLS = [(m, p) for p in PRESETS for m in MIXTURES]   # 6 (mixture, preset) pairs
 
@@ -80,7 +80,8 @@ def test_stacked_members(benchmark, profile, k, method, gradient, device):
     ks, n, pairs = SETTINGS[kind][profile]
     if k not in ks:
         pytest.skip(f"K = {k} is not measured on {kind} at the {profile} profile (K in {ks})")
-    if gradient != "closed_form" and (method in ("ali", "alpha_gan") or k not in (1, max(ks))
+    unpenalised = ("gan", "ali", "bigan", "alpha_gan")
+    if gradient != "closed_form" and (method in unpenalised or k not in (1, max(ks))
                                       or profile == "half"):
         pytest.skip("the autograd penalty is measured for the penalised methods at the "
                     "smallest and the largest K")

@@ -3,8 +3,8 @@ suite's iteration against the plain reference (reference_steps.py); how the cost
 with batch size and width.
 
 An iteration is the method's phases once (iwgan: n_critic critic + n_critic G/Q steps,
-wgan_gp: n_critic + 1, ali and alpha_gan: 1 + 1); samples/s counts the data points it
-draws: batches per iteration x batch size / seconds per iteration.
+wgan_gp: n_critic + 1, gan, ali, bigan and alpha_gan: 1 + 1); samples/s counts the data
+points it draws: batches per iteration x batch size / seconds per iteration.
 """
 
 from __future__ import annotations

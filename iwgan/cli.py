@@ -16,7 +16,15 @@ from pathlib import Path
 from iwgan.core.methods import ADD_A_METHOD, get_method
 from iwgan.data.datasets import default_cache_dir
 from iwgan.engine.grid import GridInterrupted
-from iwgan.experiments import convergence, images, mode_coverage, regression, throughput
+from iwgan.experiments import (
+    convergence,
+    images,
+    migrate_bigan,
+    mode_coverage,
+    regression,
+    throughput,
+    tuning,
+)
 
 OUT_FOLDERS = ("runs", "results", "reports")   # what a command writes under --out
 
@@ -113,7 +121,14 @@ def resume_command(argv=None) -> str:
 COMMANDS = [
     ("mode-coverage", mode_coverage, "mixture grid: modes, HQ %%, KL, W1",
      "Train every method x mixture x preset x seed and score mode coverage under the 3-std "
-     "protocol; then rebuild the report."),
+     "protocol; then rebuild the report. --protocol tuned trains each method x preset "
+     "with the recipe `tune` selected."),
+    ("tune", tuning, "the tuned protocol's equal-budget search",
+     "Train the same number of configurations for every method (a stated space that holds "
+     "each method's published recipe) x mixture x preset on tuning seeds (>= 1000, "
+     "disjoint from the reported ones), score each by mean (modes/K) x (HQ %%/100) and "
+     "write results/tuning/ (space.json, search.csv, selected.json); prints the number of "
+     "runs and the estimated wall time first (docs/tuning.md). Resumable with --resume."),
     ("convergence", convergence, "duality gap vs exact W1 over training, latent space, "
      "quality score", "Train every method x mixture x seed with the duality gap of eq. (4), "
      "exact W1 and mode coverage every M iterations, then the latent, quality-score and "
@@ -131,6 +146,12 @@ COMMANDS = [
      "fast path", "Run the benchmarks in benchmarks/ (pytest-benchmark), write "
      "results/throughput/<device>.json with the run manifest and rebuild "
      "reports/throughput.md."),
+    ("migrate-bigan", migrate_bigan, "rename the runs recorded as ali before ALI's encoder "
+     "became stochastic to bigan", "Rename every record under results/ of a run made while "
+     "the method ali trained a deterministic encoder (BiGAN) to bigan: tables, curves, "
+     "regression references, files named by a run id and benchmark records; atomic per "
+     "file, and a second run changes nothing. --check changes nothing and exits 1 if such "
+     "a record remains."),
 ]
 
 

@@ -13,9 +13,9 @@ the points f is to score above G(z) in V (G~(Q~(x)) for L, x for the WGAN value)
     inf step: ``steps`` Adam steps on deep copies of (G, Q) minimising V(G, Q, f~);
     gap = V(G~, Q~, f_sup) - V(G_inf, Q_inf, f~),
 
-both values on a held-out evaluation set the steps never saw. ALI and alpha-GAN have a
-logit discriminator, not a 1-Lipschitz critic, as their f~: their eq. (4) values use it
-as it is.
+both values on a held-out evaluation set the steps never saw. ALI, BiGAN and alpha-GAN
+have a logit discriminator, not a 1-Lipschitz critic, as their f~: their eq. (4) values
+use it as it is.
 
 Algorithm 1 stops when DualGap < eps_1 and L < eps_2 (:func:`stop_rule_met`).
 """

@@ -64,15 +64,22 @@ from torch import nn
 BUILTIN = {
     "iwgan": "iwgan.core.iwgan",
     "wgan_gp": "baselines.wgan_gp",
+    "gan": "baselines.gan",
     "ali": "baselines.ali",
+    "bigan": "baselines.bigan",
     "alpha_gan": "baselines.alpha_gan",
 }
 METHOD_NAMES = tuple(BUILTIN)
+# The methods a grid runs when none are named: iWGAN and the baselines its paper compares
+# it with (ALI with its stochastic encoder). The vanilla GAN and BiGAN are built-ins too,
+# run when named (``--methods ... gan bigan``): adding them to every default grid would
+# cost half as much again as the grid itself.
+DEFAULT_METHODS = ("iwgan", "wgan_gp", "ali", "alpha_gan")
 ENTRY_POINTS = "iwgan_bench.methods"
 # Run settings that only some methods read (iwgan.engine.config): n_critic, the critic
-# steps of a critic loop (iWGAN, WGAN-GP; ALI and alpha-GAN update every network once an
-# iteration), and lambda_mmd, iWGAN's MMD weight. lambda_gp is not among them: the duality
-# gap's sup step uses it for every method.
+# steps of a critic loop (iWGAN, WGAN-GP; the GAN, ALI, BiGAN and alpha-GAN update every
+# network once an iteration), and lambda_mmd, iWGAN's MMD weight. lambda_gp is not among
+# them: the duality gap's sup step uses it for every method.
 SHARED_SETTINGS = ("n_critic", "lambda_mmd")
 ADD_A_METHOD = "docs/add-a-method.md"
 _MODULE_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -296,6 +303,15 @@ class Method:
 
     def phases(self, cfg) -> list[Phase]:
         return self.module.phases(cfg)
+
+    def generator_updates(self, cfg) -> int:
+        """Generator updates per outer iteration under ``cfg``: the counts of the phases
+        whose optimiser steps the generator (Algorithm 1: iWGAN's n_critic G/Q steps; one
+        for a baseline that steps G once an iteration). Read from the method's own phases
+        and optimisers, so a method plugged in by name counts as it trains."""
+        optimized = self.build(cfg).optimized
+        return sum(p.count for p in self.phases(cfg)
+                   if "generator" in optimized.get(p.optimizer, ()))
 
     def generate(self, m: Models, z):
         return getattr(self.module, "generate", generate)(m, z)

@@ -10,9 +10,9 @@ short hash of every field that differs from the profile's values when one does (
 ``--iterations`` override is another run, never a replacement of the profile's), except
 the fields that only say how a run is executed or written down (:data:`EXECUTION`, which
 the manifest records). A setting the run's method does not read (iwgan.core.methods:
-USES and SHARED_SETTINGS; n_critic for ALI and alpha-GAN, which have no critic loop) keeps
-the profile's value, and a method option at its default is left out, so that neither can
-give two runs that train alike two names.
+USES and SHARED_SETTINGS; n_critic for the GAN, ALI, BiGAN and alpha-GAN, which have no
+critic loop) keeps the profile's value, and a method option at its default is left out,
+so that neither can give two runs that train alike two names.
 """
 
 from __future__ import annotations
@@ -35,6 +35,10 @@ DEVICE_KINDS = ("cpu", "cuda")
 MAX_SEED = 2**63 - 1   # torch takes 64-bit seeds; results tables hold them as int64
 PRECISIONS = ("fp32", "bf16")
 LR_SCHEDULES = ("constant", "linear", "step")
+# How a run's recipe was chosen (docs/tuning.md): "identical", the paper's comparison (every
+# method at its profile's one recipe), or "tuned", each method at the recipe an equal-budget
+# search selected (iwgan.experiments.tuning). Part of a run's identity.
+PROTOCOLS = ("identical", "tuned")
 
 
 def lr_factor(schedule: str, iteration: int, total: int) -> float:
@@ -56,7 +60,8 @@ EXECUTION = ("device", "threads", "log_every", "checkpoint_every", "sample_every
 # The logged values Algorithm 1's stopping rule reads (iwgan.core.duality_gap.stop_rule_met).
 STOP_RULE_LOGS = ("dual_gap", "objective_L")
 # Fields added after results were committed, with the value that means "as before".
-LATER_FIELDS = {"ema": 0.0, "curve_points": CURVE_POINTS, "adam": "torch"}
+LATER_FIELDS = {"ema": 0.0, "curve_points": CURVE_POINTS, "adam": "torch",
+                "protocol": "identical"}
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,7 @@ class TrainConfig:
                                    # or "fused" (its fused kernel: ~5x faster on a stack's
                                    # parameters, other rounding; iwgan.engine.optim)
     options: dict = field(default_factory=dict)  # method-specific options (see methods)
+    protocol: str = "identical"    # how the recipe was chosen: PROTOCOLS (docs/tuning.md)
 
     POSITIVE = ("iterations", "batch_size", "n_critic", "log_every", "z_dim", "curve_points")
     POSITIVE_REALS = ("lr", "width")
@@ -104,6 +110,7 @@ class TrainConfig:
         method = get_method(self.method)       # one line on an unknown or broken method
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_choice("precision", self.precision, PRECISIONS)
+        check_choice("protocol", self.protocol, PROTOCOLS)
         check_choice("adam", self.adam, ADAM_IMPLS)
         check_device_name(self.device)
         for name in self.POSITIVE:
@@ -161,7 +168,11 @@ class TrainConfig:
 
     @property
     def run_id(self) -> str:
-        base = cell_id(self.profile, self.identity(), self.method, self.seed)
+        # a tuned run is named so, and its protocol is among its hashed overrides: it never
+        # takes the id of an identical run; an identical run's id is as it always was
+        profile = self.profile if self.protocol == "identical" else \
+            f"{self.profile}-{self.protocol}"
+        base = cell_id(profile, self.identity(), self.method, self.seed)
         changed = self.overrides()
         return base if not changed else f"{base}-{_digest(changed)[:8]}"
 

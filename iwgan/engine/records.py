@@ -10,6 +10,7 @@ an interrupted run never leaves a half-written record.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import errno
 import hashlib
 import io
@@ -211,6 +212,10 @@ TABLES = {
         flags=("channels_last_used",),
         metrics=("fd",)),
 }
+# the tuned protocol's search (iwgan.experiments.tuning): mode-coverage rows and their
+# candidate
+TABLES["search"] = dataclasses.replace(
+    TABLES["mode_coverage"], numeric=(*TABLES["mode_coverage"].numeric, "candidate"))
 DAMAGED = ("raise", "warn", "drop")
 
 
@@ -372,6 +377,7 @@ def check_results(path: Path, required=(), keys=KEY_COLUMNS,
         raise ResultsError(f"{path}: empty file (no header, no rows); delete it and "
                            f"{run_first}")
     df, damage, lines = parse_results(path, text)
+    df = with_protocol(df)
     missing = [c for c in ["schema_version", *keys, *required] if c not in df.columns]
     if missing:
         raise ResultsError(f"{path}: missing column(s) {missing}; the file is from an older "
@@ -392,6 +398,17 @@ def check_results(path: Path, required=(), keys=KEY_COLUMNS,
                            "repeated): a table holds one row per run, delete all but the "
                            f"right one (each run's own record is runs/<run>/metrics.json)")
     return df, damage
+
+
+def with_protocol(df: pd.DataFrame) -> pd.DataFrame:
+    """A mixture table's ``protocol`` column (iwgan.engine.config.PROTOCOLS), its rows
+    written before the column existed read as ``identical``, the only protocol there was
+    (their run ids and hashes are those of identical runs)."""
+    if "mixture" not in df.columns:
+        return df
+    if "protocol" not in df.columns:
+        return df.assign(protocol="identical")
+    return df.assign(protocol=df["protocol"].fillna("identical"))
 
 
 def upsert_results(path: Path, rows: list[dict], keys=KEY_COLUMNS,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from iwgan.core.methods import METHOD_NAMES, SHARED_SETTINGS, get_method
+from iwgan.core.methods import DEFAULT_METHODS, METHOD_NAMES, SHARED_SETTINGS, get_method
 from iwgan.data.mixtures import MIXTURES, PRESETS, MixtureBatches
 from iwgan.engine.config import MAX_SEED, PROFILES, MixtureConfig, make_config, parse_field
 from iwgan.engine.devices import check_device, default_device
@@ -48,8 +48,9 @@ DEFAULT_SEEDS, CONVERGED_SEEDS = 3, 5   # seeds a cell: the grids', the converge
 
 
 def add_methods_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--methods", nargs="+", default=list(METHOD_NAMES), metavar="METHOD",
-                   help=f"methods to run: built-in ({' '.join(METHOD_NAMES)}, the default), "
+    p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), metavar="METHOD",
+                   help=f"methods to run: built-in ({' '.join(METHOD_NAMES)}; default "
+                   f"{' '.join(DEFAULT_METHODS)}), "
                    "the name an installed package gives its method, or a method module's "
                    "dotted path (docs/add-a-method.md)")
 
@@ -105,7 +106,7 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
 
 GRID_AXES = {"method": "--methods", "mixture": "--mixtures", "preset": "--presets",
              "dataset": "--dataset", "seed": "--seeds/--first-seed", "profile": "--profile",
-             "device": "--device"}
+             "device": "--device", "protocol": "--protocol"}
 
 
 def add_set_argument(p: argparse.ArgumentParser, cls=MixtureConfig) -> None:
@@ -203,7 +204,8 @@ class MixtureExperiment(Experiment):
                 "preset": cfg.preset, "seed": cfg.seed, "profile": cfg.profile,
                 "iterations": cfg.iterations, "width": cfg.width,
                 "batch_size": cfg.batch_size, "lr": cfg.lr, "lr_schedule": cfg.lr_schedule,
-                "n_critic": cfg.n_critic, "ema": cfg.ema, "config_hash": cfg.hash(),
+                "n_critic": cfg.n_critic, "ema": cfg.ema, "protocol": cfg.protocol,
+                "config_hash": cfg.hash(),
                 "cell": cfg.cell_key()}
 
     def train(self, unit, runs, hooks, resume=False, stop_after=None):
@@ -221,7 +223,7 @@ class MixtureExperiment(Experiment):
                 "mixtures": sorted({c.mixture for c in configs}),
                 "presets": sorted({c.preset for c in configs}),
                 "seeds": sorted({c.seed for c in configs})}
-        whole = {"methods": sorted(METHOD_NAMES), "mixtures": sorted(MIXTURES),
+        whole = {"methods": sorted(DEFAULT_METHODS), "mixtures": sorted(MIXTURES),
                  "presets": sorted(PRESETS), "seeds": grid["seeds"]}
         key = wall_time_key(",".join(sorted({c.profile for c in configs})), grid, whole,
                             configs)

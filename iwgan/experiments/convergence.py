@@ -5,7 +5,7 @@ Every ``eval_every`` (M) iterations of a run, on held-out draws only:
     dual_gap     eq. (4) estimated on copies of the networks (iwgan.core.duality_gap:
                  ``gap_steps`` Adam steps of a sup copy of f and of an inf copy of
                  (G, Q), both values on a held-out set); wgan_gp gets the analogous WGAN
-                 gap; ALI and alpha-GAN use their logit discriminator as f, and the
+                 gap; ALI, BiGAN and alpha-GAN use their logit discriminator as f, and the
                  report says so;
     gap_cheap_heldout  primal - dual = mean ||x - G(Q(x))|| - (mean f(x) - mean f(G(z)))
                  on the held-out set (encoder methods);

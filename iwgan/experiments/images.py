@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from iwgan.core.methods import METHOD_NAMES
+from iwgan.core.methods import DEFAULT_METHODS
 from iwgan.data.datasets import DATASETS, MNIST_SOURCES, load_dataset
 from iwgan.engine.config import PRECISIONS, ImageConfig, make_image_config
 from iwgan.engine.distributed import ONE, World, barrier
@@ -176,7 +176,7 @@ class Images(Experiment):
         grid = {"methods": sorted({c.method for c in configs}),
                 "seeds": sorted({c.seed for c in configs})}
         key = wall_time_key(f"{first.dataset}-{first.profile}", grid,
-                            {"methods": sorted(METHOD_NAMES), "seeds": grid["seeds"]}, configs)
+                            {"methods": sorted(DEFAULT_METHODS), "seeds": grid["seeds"]}, configs)
         return key, {"runs": len(rows), "wall_seconds": round(wall, 1), **grid,
                      "overrides": first.overrides(), "device": first.device, "date": now()}
 

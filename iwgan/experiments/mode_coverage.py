@@ -31,10 +31,12 @@ import torch
 
 from iwgan.core.methods import get_method
 from iwgan.data.mixtures import MIXTURES, PRESETS, get_mixture
+from iwgan.engine.config import PROTOCOLS
 from iwgan.engine.executors import executor_options, open_executor
 from iwgan.engine.records import REPO_ROOT, read_results
 from iwgan.engine.seeds import derived_generator
 from iwgan.experiments.common import MixtureExperiment, add_grid_arguments, grid_configs
+from iwgan.experiments.protocols import SEARCHED, tuned_configs
 from iwgan.experiments.skeleton import Curve, finish, run_experiment
 from iwgan.files import save_npy, write_json
 from iwgan.metrics.mixture import (
@@ -167,10 +169,26 @@ def run_mode_coverage(configs, out: Path, jobs: int = 1, resume: bool = False,
 
 def add_arguments(p) -> None:
     add_grid_arguments(p)
+    add_protocol_argument(p)
+
+
+def add_protocol_argument(p) -> None:
+    p.add_argument("--protocol", choices=PROTOCOLS, default="identical",
+                   help="identical: every method at the profile's one recipe (the paper's "
+                   "comparison; the default); tuned: each method x preset at the recipe "
+                   "`python -m iwgan tune` selected (results/tuning/selected.json; "
+                   "docs/tuning.md)")
 
 
 def command(args) -> int:
     configs = grid_configs(args)
+    if args.protocol == "tuned":
+        for name, _ in args.overrides:
+            if name in SEARCHED:
+                raise ValueError(f"--set {name} with --protocol tuned: the selected recipe "
+                                 f"sets {name}; drop --set {name}, or use --protocol "
+                                 "identical")
+        configs = tuned_configs(configs, args.out / "results")
     results = args.out / "results"
     experiment = ModeCoverage(args.out, samples_dir=results / "mode_coverage_samples")
     with open_executor(executor_options(args)) as executor:   # reachable, before writing
@@ -179,10 +197,11 @@ def command(args) -> int:
                               stack=args.stack, max_stack=args.max_stack)
     rc = finish(args, experiment, configs, rows, time.perf_counter() - start)
     if configs[0].profile != "converged":
-        reference = committed_reference()
+        reference = committed_reference(args.protocol)
         if reference is None:
-            print("no distance from a converged reference: the committed "
-                  "results/mode_coverage.csv has no converged rows yet (docs/converged.md)")
+            print(f"no distance from a converged reference: the committed "
+                  f"results/mode_coverage.csv has no converged rows of the {args.protocol} "
+                  "protocol yet (docs/converged.md, docs/tuning.md)")
         else:   # the whole grid's rows, those a --resume skipped too
             ids = {c.run_id for c in configs}
             grid = experiment.read(experiment.results_csv, damaged="drop")
@@ -191,13 +210,15 @@ def command(args) -> int:
     return rc
 
 
-def committed_reference() -> pd.DataFrame | None:
-    """The converged rows of the suite's committed results/mode_coverage.csv, if any."""
+def committed_reference(protocol: str = "identical") -> pd.DataFrame | None:
+    """The converged rows of ``protocol`` in the suite's committed
+    results/mode_coverage.csv, if any (never another protocol's)."""
     path = REPO_ROOT / "results" / "mode_coverage.csv"
     if not path.exists():
         return None
     df = read_results(path)
-    df = df[(df.profile == "converged") & df.status.isin(["finished", "stopped_early"])]
+    df = df[(df.profile == "converged") & (df.protocol == protocol)
+            & df.status.isin(["finished", "stopped_early"])]
     return df if len(df) else None
 
 

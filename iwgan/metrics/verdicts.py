@@ -170,6 +170,35 @@ NON_INFERIORITY = 1.1         # C7: iWGAN's FID may exceed WGAN-GP's by at most 
 LATENT_MARGIN_SIGMA = 0.9      # the margin of C4: a 10 % scale error (the larger of 0.9, 1.1)
 LATENT_REFERENCES = {"N(0, 0.9² I)": (0.9, 0.0), "N(0, 1.1² I)": (1.1, 0.0),
                      "N(0.25·1, I)": (1.0, 0.25)}
+# The literature by equivalence: our mean minus the published mean, with its 95 % t
+# interval over seeds, against a margin stated before the runs it judges (docs/verdicts.md).
+# A margin is what no reader would call a different result: one mode, ten points of HQ %,
+# 0.15 of KL (PacGAN's GAN and PacGAN2 differ by 0.38 on the ring).
+EQUIVALENCE_MARGINS = {"modes": 1.0, "hq_pct": 10.0, "kl": 0.15}
+AGREES, BELOW, ABOVE, INCONCLUSIVE = "agrees", "below", "above", "inconclusive"
+
+
+def equivalence(interval: tuple[float, float], margin: float) -> str:
+    """The verdict of a difference's interval (ours - published) against the margin +- m:
+    **agrees** when it lies inside [-m, m], **below** when it lies entirely below -m,
+    **above** when entirely above m, else (or with no interval: one seed) **inconclusive**."""
+    lo, hi = interval
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return INCONCLUSIVE
+    if -margin <= lo and hi <= margin:
+        return AGREES
+    if hi < -margin:
+        return BELOW
+    if lo > margin:
+        return ABOVE
+    return INCONCLUSIVE
+
+
+def literature_difference(values, published: float) -> Estimate:
+    """Our mean over seeds minus a published mean, with the t standard error of ours (the
+    published mean is taken as a fixed number: most sources give no spread)."""
+    e = mean_estimate(values)
+    return Estimate(e.value - published, e.se, e.df, e.n)
 
 
 def seeds_per_cell(rows: list[dict]) -> tuple[int, list[dict]]:
@@ -347,6 +376,18 @@ def collapsed(modes, hq_pct, k: int):
     quality (``COLLAPSE``)."""
     modes, hq = np.asarray(modes, float), np.asarray(hq_pct, float)
     return (hq < COLLAPSE["hq_pct_below"]) | (modes < COLLAPSE["modes_below_fraction_of_k"] * k)
+
+
+def success(modes, k: int):
+    """A successful run: all K modes covered at the end of training."""
+    return np.asarray(modes, float) >= k
+
+
+def seeds_split(modes, hq_pct, k: int) -> bool:
+    """The cell's seeds split: some runs succeed (all K modes) and some collapse, so its
+    mean describes no run and its success rate (with a Wilson interval) is the number to
+    read."""
+    return bool(success(modes, k).any() and collapsed(modes, hq_pct, k).any())
 
 
 def mode_lost_after_coverage(curve: pd.DataFrame, k: int) -> bool:

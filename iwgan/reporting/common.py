@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -13,9 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from iwgan.core.methods import METHOD_NAMES  # noqa: E402
+from iwgan.core.methods import METHOD_NAMES, get_method  # noqa: E402
 from iwgan.data.mixtures import MIXTURES  # noqa: E402
-from iwgan.engine.config import LATER_FIELDS  # noqa: E402
+from iwgan.engine.config import LATER_FIELDS, make_config  # noqa: E402
 from iwgan.files import atomic_write_text, save_with  # noqa: E402
 from iwgan.metrics.mixture import N_STD  # noqa: E402
 
@@ -37,6 +38,81 @@ def write_report(path: Path, text: str) -> Path:
     return path
 
 
+# The three axes a comparison over training can use, by the column that holds each.
+AXES = {"iterations": "iterations", "updates": "generator updates",
+        "seconds": "training seconds"}
+
+
+@functools.cache
+def updates_per_iteration(method: str, n_critic: int) -> int:
+    """Generator updates per outer iteration of ``method`` with ``n_critic`` critic steps:
+    from the method's own phases (``Method.generator_updates``; iWGAN n_critic, a baseline
+    that steps G once an iteration 1)."""
+    cfg = make_config("quick", method=method, n_critic=int(n_critic))
+    return get_method(method).generator_updates(cfg)
+
+
+def updates_text(runs: pd.DataFrame) -> str:
+    """"iwgan 5, wgan_gp 1": each method's generator updates per iteration in ``runs``."""
+    return ", ".join(
+        f"{m} " + "/".join(str(u) for u in sorted({updates_per_iteration(m, int(n))
+                                                   for n in g.n_critic}))
+        for m, g in runs.groupby("method", sort=False))
+
+
+def on_three_axes(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """``curves`` (run_id, iteration, train_seconds, ...) of ``runs`` with the column
+    ``updates`` (the iteration times its run's generator updates per iteration) and
+    ``seconds`` (the training seconds its curve recorded at that iteration; where a curve
+    recorded none, the iteration times its row's training seconds per iteration, and
+    ``seconds_derived`` says so)."""
+    per_it = {r.run_id: updates_per_iteration(r.method, r.n_critic)
+              for r in runs.itertuples()}
+    c = curves[curves.run_id.isin(set(per_it))].copy()
+    c["updates"] = c.iteration * c.run_id.map(per_it)
+    recorded = (c.train_seconds.astype(float) if "train_seconds" in c
+                else pd.Series(np.nan, index=c.index))
+    rate = (runs.set_index("run_id").train_seconds / runs.set_index("run_id").iterations
+            if {"train_seconds", "iterations"} <= set(runs) else pd.Series(dtype=float))
+    c["seconds_derived"] = recorded.isna()
+    c["seconds"] = recorded.where(~c.seconds_derived, c.iteration * c.run_id.map(rate))
+    return c
+
+
+def seconds_note(curves: pd.DataFrame) -> str:
+    """Said in a caption when some curves had no seconds of their own."""
+    if "seconds_derived" not in curves or not curves.seconds_derived.any():
+        return ""
+    runs = curves[curves.seconds_derived].run_id.nunique()
+    return (f" {runs} run(s) recorded no seconds in their curve: their seconds axis is the "
+            "iteration × the row's training seconds per iteration (a constant rate, "
+            "derived).")
+
+
+def mean_curves(curves: pd.DataFrame, axis: str) -> pd.DataFrame:
+    """Per method and iteration, the mean over seeds of ``axis`` (iterations, generator
+    updates or training seconds) and of the value, with the value's standard error: seeds
+    share their evaluation iterations, not their seconds, so every axis is averaged at the
+    same evaluations."""
+    x = "iteration" if axis == "iterations" else axis
+    g = curves.groupby(["method", "iteration"], sort=True)
+    out = g.agg(x=(x, "mean"), y=("value", "mean"), sd=("value", "std"),
+                n=("value", "size")).reset_index()
+    out["se"] = (out.sd / np.sqrt(out.n)).fillna(0.0)
+    return out
+
+
+def plot_on_axis(ax, curves: pd.DataFrame, axis: str, methods, palette) -> None:
+    """Mean over seeds (band: ± s.e.) of each method's curve against ``axis``."""
+    means = mean_curves(curves, axis)
+    for i, method in enumerate(methods):
+        m = means[means.method == method]
+        if m.empty:
+            continue
+        ax.plot(m.x, m.y, color=palette(i), lw=1.2, label=method)
+        ax.fill_between(m.x, m.y - m.se, m.y + m.se, color=palette(i), alpha=0.2, lw=0)
+
+
 TRAINED = ("finished", "stopped_early")   # statuses of runs that have numbers
 PROFILE_ORDER = ["converged", "paper", "quick", "long", "tiny"]   # mixture profiles
 
@@ -44,6 +120,13 @@ PROFILE_ORDER = ["converged", "paper", "quick", "long", "tiny"]   # mixture prof
 def trained(df: pd.DataFrame) -> pd.DataFrame:
     """The runs that trained to the end (not diverged, not failed)."""
     return df[df.status.isin(TRAINED)]
+
+
+def identical(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the identical protocol (the paper's comparison), on which the claims'
+    verdicts and the cross-profile comparisons are stated: a tuned run is never averaged
+    with them (iwgan.engine.config.PROTOCOLS)."""
+    return df[df.protocol == "identical"] if "protocol" in df else df
 
 
 def ordered(values, order):

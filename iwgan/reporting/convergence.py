@@ -25,6 +25,7 @@ from iwgan.reporting.common import (
     provenance_section,
     recipe_text,
     trained,
+    updates_per_iteration,
     wall_time_section,
     write_report,
 )
@@ -127,8 +128,8 @@ def how_to_read(df, results) -> list[str]:
            "E f(G(Q(x))) − E f(G(z)); both values on "
            f"{int(opt.opt_gap_samples)} held-out points. **WGAN-GP has no encoder**: its "
            "gap is the analogous WGAN gap sup_f V(G, f) − inf_G V(G, f), V(G, f) = "
-           "E f(x) − E f(G(z)) (Grnarova et al.'s definition for WGAN). **ALI and α-GAN** "
-           "have a logit discriminator, not a 1-Lipschitz critic: their eq. (4) value uses "
+           "E f(x) − E f(G(z)) (Grnarova et al.'s definition for WGAN). **ALI, BiGAN and "
+           "α-GAN** have a logit discriminator, not a 1-Lipschitz critic: their eq. (4) value uses "
            "it as the current f, so their gap measures (G, Q) against an f outside the "
            "critic class and is only indicative. The estimate is (up to the softness of the "
            "penalty) a lower bound of the "
@@ -169,12 +170,16 @@ def convergence_table(sub) -> list[str]:
     rows = []
     for mixture, method, c in cells(sub):
         n = len(c)
+        per_it = pd.Series([updates_per_iteration(method, int(k)) for k in c.n_critic],
+                           index=c.index)
         rows.append({
             "mixture": mixture, "method": method, "seeds": n,
             "converged": converged_count(c) if "converged" in c else "n/a",
             "it. to (a)": reached(c.it_all_modes_hq, n),
+            "G updates to (a)": reached(c.it_all_modes_hq * per_it, n),
             "s to (a)": reached(c.sec_all_modes_hq, n),
             "it. to (b)": reached(c.it_w1_below, n),
+            "G updates to (b)": reached(c.it_w1_below * per_it, n),
             "s to (b)": reached(c.sec_w1_below, n),
             "final W1 (2,500)": fmt_mean_se(c.final_w1, 3),
             "final modes": fmt_mean_se(c.final_modes, 1),
@@ -183,8 +188,12 @@ def convergence_table(sub) -> list[str]:
             "W1(X, G(Q(X)))": fmt_mean_se(c.curve_w1_recon_final, 3),
             "W1(G(Q(X)), G(Z))": fmt_mean_se(c.curve_w1_latent_final, 3)})
     return ["### Convergence", "",
-            "Iterations and training seconds to (a) all modes with HQ ≥ target and (b) W1 ≤ "
-            "threshold: mean ± s.e. over the seeds that reached it (how many did). The last "
+            "Iterations, generator updates and training seconds to (a) all modes with HQ ≥ "
+            "target and (b) W1 ≤ threshold: mean ± s.e. over the seeds that reached it (how "
+            "many did). Generator updates are iterations × the method's generator steps per "
+            "iteration, read from its phases (iWGAN takes n_critic G/Q steps an iteration, "
+            "Algorithm 1; a baseline one), so the three axes can order the methods "
+            "differently; each comparison below names its axis. The last "
             "two columns are Theorem 2.2's terms at the end of training (n/a: no encoder). "
             "*Converged*: runs that finished learning by the plateau rule on this curve "
             "(reports/mode_coverage.md says how; n/a: too few evaluations in the last "

@@ -11,6 +11,7 @@ import pandas as pd
 from iwgan.core.methods import METHOD_NAMES
 from iwgan.engine.records import read_results
 from iwgan.reporting.common import (
+    identical,
     markdown_table,
     moving_average,
     ordered,
@@ -28,7 +29,7 @@ def recipe_mismatch(sub, results: Path) -> list[str]:
     path = results / "mode_coverage.csv"
     if not path.exists():
         return []
-    mc = trained(read_results(path))
+    mc = identical(trained(read_results(path)))
     mc = mc[mc.profile.isin(set(sub.profile))]
     if mc.empty or set(moving_average(mc)) == set(moving_average(sub)):
         return []

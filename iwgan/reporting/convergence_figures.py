@@ -11,19 +11,23 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 
 from iwgan.core.methods import METHOD_NAMES
 from iwgan.data.mixtures import MIXTURES, get_mixture
 from iwgan.reporting.common import (
+    AXES,
     cells,
     draw_mixture,
     fmt_mean_se,
     markdown_table,
     methods_with,
+    on_three_axes,
     ordered,
+    plot_on_axis,
     rel,
     save_figure,
+    seconds_note,
+    updates_text,
 )
 
 
@@ -38,9 +42,11 @@ def artifacts(results: Path, run_id: str):
 
 
 def figure2_section(sub, cur, results, figures, reports, tag) -> list[str]:
-    out = ["### Figure 2: the duality gap against iterations, and the samples", ""]
+    out = ["### Figure 2: the duality gap and W1 against iterations, generator updates and "
+           "training seconds, and the samples", ""]
     methods = ordered(sub["method"], METHOD_NAMES)
     palette = plt.get_cmap("tab10")
+    cur = on_three_axes(cur, sub)
     for mixture_name in ordered(sub["mixture"], MIXTURES):
         mixture = get_mixture(mixture_name, sub.iloc[0].preset)
         ref = first_seed_run(sub, methods[0], mixture_name)
@@ -48,34 +54,33 @@ def figure2_section(sub, cur, results, figures, reports, tag) -> list[str]:
                 if (r := first_seed_run(sub, m, mixture_name)) is not None}
         iters = next((a["iterations"] for a in arts.values() if a is not None), np.array([0]))
         picks = sorted(set(np.unique(np.round(np.linspace(0, len(iters) - 1, 5)).astype(int))))
-        fig = plt.figure(figsize=(2.2 * max(len(picks), 4), 3.2 + 2.0 * len(methods)))
-        grid = fig.add_gridspec(1 + len(methods), 2 * max(len(picks), 2), hspace=0.35,
-                                height_ratios=[1.5] + [1] * len(methods))
-        half = max(len(picks), 2)
-        ax_gap, ax_w1 = fig.add_subplot(grid[0, :half]), fig.add_subplot(grid[0, half:])
+        columns = max(len(picks), 2)
+        fig = plt.figure(figsize=(2.2 * max(columns, 5), 5.6 + 2.0 * len(methods)))
+        outer = fig.add_gridspec(2, 1, height_ratios=[5.6, 2.0 * len(methods)], hspace=0.25)
+        top = outer[0].subgridspec(2, len(AXES), hspace=0.55, wspace=0.25)
+        bottom = outer[1].subgridspec(len(methods), columns, hspace=0.35)
         c = cur[cur.mixture == mixture_name]
-        for metric, ax in (("dual_gap", ax_gap), ("w1", ax_w1)):
-            curves = c[c.metric == metric]
-            if len(curves):   # mean over seeds with a band of one standard error
-                sns.lineplot(data=curves, x="iteration", y="value", hue="method",
-                             hue_order=methods, palette=[palette(i) for i in
-                                                         range(len(methods))],
-                             errorbar="se", estimator="mean", lw=1.2, ax=ax)
         threshold = ref.w1_threshold if ref is not None else float("nan")
-        if math.isfinite(threshold):
-            ax_w1.axhline(threshold, color="0.4", ls="--", lw=0.8, label="W1 threshold")
-        ax_gap.axhline(0, color="0.4", lw=0.6)
-        ax_gap.set_yscale("symlog", linthresh=0.05)
-        ax_gap.set(title=f"{mixture_name}: duality gap", xlabel="iteration", ylabel="")
-        ax_w1.set(title=f"{mixture_name}: exact W1", xlabel="iteration", yscale="log",
-                  ylabel="")
-        ax_gap.legend(fontsize=7)
-        ax_w1.legend(fontsize=7)
+        for row, (metric, title) in enumerate((("dual_gap", "duality gap"),
+                                               ("w1", "exact W1"))):
+            for col, axis in enumerate(AXES):
+                ax = fig.add_subplot(top[row, col])
+                plot_on_axis(ax, c[c.metric == metric], axis, methods, palette)
+                if metric == "dual_gap":
+                    ax.axhline(0, color="0.4", lw=0.6)
+                    ax.set_yscale("symlog", linthresh=0.05)
+                else:
+                    if math.isfinite(threshold):
+                        ax.axhline(threshold, color="0.4", ls="--", lw=0.8,
+                                   label="W1 threshold")
+                    ax.set_yscale("log")
+                ax.set(title=f"{mixture_name}: {title}", xlabel=AXES[axis], ylabel="")
+                if col == 0:
+                    ax.legend(fontsize=7)
         for i, method in enumerate(methods):
             a = arts.get(method)
             for j, k in enumerate(picks):
-                ax = fig.add_subplot(grid[1 + i, 2 * j:2 * j + 2] if len(picks) <= half
-                                     else grid[1 + i, j])
+                ax = fig.add_subplot(bottom[i, j])
                 draw_mixture(ax, mixture.centres, mixture.std)
                 if a is not None and k < len(a["snapshots"]):
                     s = a["snapshots"][k]
@@ -84,9 +89,15 @@ def figure2_section(sub, cur, results, figures, reports, tag) -> list[str]:
         path = figures / f"convergence_{tag}_{mixture_name}.png"
         save_figure(fig, path)
         out += [f"![Duality gap, W1 and samples on {mixture_name}]({rel(path, reports)})", ""]
+    per_it = updates_text(sub)
     out += ["Top: mean over seeds (band: ± s.e.) of the duality-gap estimate and of the "
-            "exact W1 (log scale; dashed: the W1 threshold). Below: 400 samples G(z) of the "
-            "lowest seed at chosen evaluations, over the modes' 3-std discs (grey).", ""]
+            "exact W1 (log scale; dashed: the W1 threshold), the same curves on three "
+            "axes: iterations; generator updates (iterations × the method's generator steps "
+            f"per iteration, from its phases: {per_it}); and training seconds (evaluation "
+            "excluded, as each curve recorded them, a stacked run's its share of its "
+            "stack's; mean over seeds at each evaluation)." + seconds_note(cur)
+            + " Below: 400 samples G(z) of the lowest seed at chosen evaluations, over the "
+            "modes' 3-std discs (grey).", ""]
     return out
 
 

@@ -143,7 +143,7 @@ def profile_section(sub, results, reports, dataset, profile, label="") -> list[s
            f"(`{first['arch']}`) at width x{first['width']:g}, z_dim {first['z_dim']}. "
            f"**Budget**: {first['iterations']} iterations, batch {first['batch_size']}, "
            f"Adam lr {first['lr']:g}, {first['n_critic']} critic steps per iteration "
-           "(iwgan, wgan_gp; ALI and alpha-GAN step 1:1)"
+           "(iwgan, wgan_gp; the GAN, ALI, BiGAN and alpha-GAN step 1:1)"
            + (f", moving average of G and Q with decay {first['ema']:g}"
               if pd.notna(first.get("ema")) and first["ema"] else "") + ".", "",
            f"**Metric: {name}**, {first['fd_samples']} generated samples against "

@@ -17,27 +17,40 @@ import pandas as pd
 
 from iwgan.core.methods import METHOD_NAMES
 from iwgan.data.mixtures import MIXTURES
-from iwgan.engine.config import PROFILES
+from iwgan.engine.config import PROFILES, PROTOCOLS
 from iwgan.engine.records import read_curves, read_json, read_results
 from iwgan.metrics.mixture import N_STD
 from iwgan.metrics.plateau import HQ_ABS, MIN_EVALUATIONS, W1_REL
 from iwgan.reporting.common import (
+    AXES,
     PROFILE_ORDER,
     draw_mixture,
     fmt_mean_se,
+    identical,
     markdown_table,
+    on_three_axes,
     ordered,
+    plot_on_axis,
     provenance_section,
     recipe_text,
     reference_profile,
     rel,
     save_figure,
+    seconds_note,
     settings_text,
     trained,
+    updates_per_iteration,
+    updates_text,
     wall_time_section,
     write_report,
 )
-from iwgan.reporting.literature import BASELINES, PUBLISHED, SETUPS, TABLES, published
+from iwgan.reporting.literature import (
+    BASELINES,
+    SETUPS,
+    budget_text,
+    equivalence_section,
+    published_rows,
+)
 from iwgan.reporting.verdicts import mode_coverage_verdicts
 
 METRIC_COLUMNS = ["modes", "hq_pct", "kl", "w1", "recon_error", "latent_mmd"]
@@ -82,6 +95,9 @@ def build_report(results: Path, reports: Path) -> Path:
            f"and one through HQ % by at most {HQ_ABS:g} points. It says a run plateaued, not "
            "that it is good. n/a: the run is too short for the rule. A cell whose runs did "
            "not all converge is shown as two rows, its converged runs and the others.", ""]
+    # Tables per protocol; the sections that compare profiles, presets or the literature
+    # read the identical protocol's rows (a tuned run is never averaged with them).
+    tuned_runs, df_all, df = df[df.protocol == "tuned"], df, identical(df)
     if "converged" not in set(df.profile):
         out += ["**No converged table yet.** `results/` holds no run of the `converged` "
                 "profile: the recipe search (docs/converged.md) has not yet found one recipe "
@@ -90,24 +106,32 @@ def build_report(results: Path, reports: Path) -> Path:
                 "verdicts on those runs.", ""]
     else:
         out += converged_share(df)
-    profiles = ordered(df["profile"], PROFILE_ORDER)
+    profiles = ordered(df_all["profile"], PROFILE_ORDER)
     for profile in profiles:
-        for preset in ordered(df[df.profile == profile]["preset"], ["paper", "literature"]):
-            sub = df[(df.profile == profile) & (df.preset == preset)]
-            out += table_section(sub, profile, preset, mixtures)
-            fig = figures / f"mode_coverage_{profile}_{preset}.png"
-            plot_samples(sub, results, mixtures, profile, preset, fig)
-            out += [f"![Final samples, {profile} profile, {preset} preset]"
-                    f"({rel(fig, reports)})", "",
-                    "Final samples (seed with the lowest number) in colour over the true "
-                    f"mixture's {N_STD:g}-std discs (grey).", ""]
-            out += mode_coverage_verdicts(sub, curves)
-    out += literature_section(df, results)
-    out += paper_beside_cpu(df)
-    out += quick_vs_converged(df)
-    out += quick_vs_long(df)
-    out += runtime_section(df, results)
-    out += provenance_section(df, profiles=True)
+        for protocol, runs in ((p, df_all[df_all.protocol == p]) for p in PROTOCOLS):
+            for preset in ordered(runs[runs.profile == profile]["preset"],
+                                  ["paper", "literature"]):
+                sub = runs[(runs.profile == profile) & (runs.preset == preset)]
+                out += table_section(sub, profile, preset, mixtures, protocol)
+                name = f"{profile}_{preset}" + ("" if protocol == "identical" else
+                                                f"_{protocol}")
+                fig = figures / f"mode_coverage_{name}.png"
+                plot_samples(sub, results, mixtures, profile, preset, fig)
+                out += [f"![Final samples, {profile} profile, {preset} preset"
+                        + ("" if protocol == "identical" else f", {protocol} protocol")
+                        + f"]({rel(fig, reports)})", "",
+                        "Final samples (seed with the lowest number) in colour over the "
+                        f"true mixture's {N_STD:g}-std discs (grey).", ""]
+                out += curves_section(sub, curves, profile, preset, name, figures, reports)
+                out += mode_coverage_verdicts(sub, curves)
+    out += protocols_section(results, tuned_runs)
+    if len(df):   # the comparisons across profiles and with the literature: identical
+        out += literature_section(df, results)
+        out += paper_beside_cpu(df)
+        out += quick_vs_converged(df)
+        out += quick_vs_long(df)
+    out += runtime_section(df if len(df) else tuned_runs, results)
+    out += provenance_section(df_all, profiles=True)
     return write_report(reports / "mode_coverage.md", "\n".join(out))
 
 
@@ -152,8 +176,10 @@ def cell_rows(sub, mixtures, preset):
                                       for s, i in zip(diverged.seed, diverged.diverged_at)]
                                      + [f"seed {s} failed"
                                         for s in runs[runs.status == "failed"].seed])
+                    its = int(runs.iterations.iloc[0])
+                    per = updates_per_iteration(method, int(runs.n_critic.iloc[0]))
                     yield {"mixture": mixture, "method": method + label,
-                           "iterations": int(runs.iterations.iloc[0]), "seeds": len(ok),
+                           "iterations": its, "G updates": its * per, "seeds": len(ok),
                            "converged": converged_count(runs),
                            "modes (of K)": f"{fmt_mean_se(ok.modes, 1)} / {k}",
                            "HQ %": fmt_mean_se(ok.hq_pct, 1), "KL": fmt_mean_se(ok.kl, 3),
@@ -197,12 +223,13 @@ def w1_note(sub: pd.DataFrame) -> str:
             f"{'; '.join(sorted(set(missing)))}.")
 
 
-def table_section(sub, profile, preset, mixtures) -> list[str]:
+def table_section(sub, profile, preset, mixtures, protocol="identical") -> list[str]:
     rows = list(cell_rows(sub, mixtures, preset))
     iters = sorted(set(sub.iterations))
     gpus = accelerators(sub)
-    header = f"## {profile} profile, {preset} preset" + (f", on {', '.join(gpus)}"
-                                                       if gpus else "")
+    header = (f"## {profile} profile, {preset} preset"
+              + ("" if protocol == "identical" else f", {protocol} protocol")
+              + (f", on {', '.join(gpus)}" if gpus else ""))
     text = (f"Protocol: 3-std mode coverage under {PRESET_TEXT[preset]}; profile "
             f"`{profile}`, {', '.join(map(str, iters))} iterations, width "
             f"{', '.join(map(str, sorted(set(sub.width))))} of Appendix D1"
@@ -219,6 +246,44 @@ def table_section(sub, profile, preset, mixtures) -> list[str]:
 
 
 CPU_PROFILES = ("quick", "converged")   # the quarter-width profiles trained on the CPU
+
+
+def protocols_section(results: Path, tuned_runs: pd.DataFrame) -> list[str]:
+    """The two protocols, and the recipes the tuned protocol's search selected
+    (results/tuning/selected.json; docs/tuning.md)."""
+    out = ["## Protocols: identical and tuned", "",
+           "Every table above is of one protocol. **identical** (the paper's comparison): "
+           "every method with the profile's one recipe, structure, learning rate, n_critic "
+           "and budget. **tuned**: each method x preset at the recipe an equal tuning "
+           "budget selected (Lucic et al. 2018): the same number of configurations per "
+           "method from a stated space holding its published recipe, the same iterations, "
+           "one score stated before the runs (mean over mixtures and tuning seeds >= 1,000 "
+           "of modes/K x HQ %/100), the reported seeds 0.. disjoint (docs/tuning.md).", ""]
+    path = results / "tuning" / "selected.json"
+    if not path.exists():
+        return out + ["No tuned search has run yet (`python -m iwgan tune`, `nox -s tune`), "
+                      "so every row here is of the identical protocol.", ""]
+    rows = []
+    for profile, presets in read_json(path, "run `python -m iwgan tune`").items():
+        for preset, methods in presets.items():
+            for method in ordered(pd.Series(list(methods)), METHOD_NAMES):
+                chosen = methods[method]
+                rows.append({"profile": profile, "preset": preset, "method": method,
+                             "selected recipe": ", ".join(
+                                 f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                                 for k, v in sorted(chosen["recipe"].items())) or "–",
+                             "candidate": f"{chosen['candidate']} of "
+                                          f"{len(chosen['candidates'])}",
+                             "published recipe": "yes" if chosen["candidate"] == 0 else "no",
+                             "score": f"{chosen['score']:.3f}",
+                             "iterations": f"{chosen['iterations']:,}",
+                             "mixtures": ", ".join(chosen["mixtures"]),
+                             "tuning seeds": ", ".join(map(str, chosen["tuning_seeds"]))})
+    made = (f"{len(tuned_runs)} tuned run(s) are in the tables above." if len(tuned_runs)
+            else "No reported run of the tuned protocol yet (`python -m iwgan mode-coverage "
+            "--protocol tuned`).")
+    return out + ["The selected recipes (`results/tuning/selected.json`; candidate 0 is the "
+                  "published recipe). " + made, "", markdown_table(pd.DataFrame(rows)), ""]
 
 
 def paper_beside_cpu(df) -> list[str]:
@@ -291,6 +356,47 @@ def plot_samples(sub, results, mixtures, profile, preset, path) -> None:
     save_figure(fig, path)
 
 
+CURVE_METRICS = (("modes", "modes covered"), ("hq_pct", "HQ %"))
+
+
+def curves_section(sub, curves, profile, preset, name, figures: Path,
+                   reports: Path) -> list[str]:
+    """Modes covered and HQ % over training, each against iterations, generator updates
+    and training seconds (mean over seeds, band ± s.e.), one row per mixture and metric."""
+    runs = trained(sub)
+    c = curves[curves.metric.isin([m for m, _ in CURVE_METRICS])]
+    c = on_three_axes(c, runs) if {"mixture", "method"} <= set(c) else c.iloc[:0]
+    if c.empty:
+        return []
+    methods = ordered(runs["method"], METHOD_NAMES)
+    mixes = ordered(c["mixture"], MIXTURES)
+    palette = plt.get_cmap("tab10")
+    panels = [(mixture, metric, label) for mixture in mixes for metric, label in CURVE_METRICS]
+    fig, axes = plt.subplots(len(panels), len(AXES), squeeze=False,
+                             figsize=(3.2 * len(AXES), 2.3 * len(panels)))
+    for i, (mixture, metric, label) in enumerate(panels):
+        for j, axis in enumerate(AXES):
+            ax = axes[i, j]
+            plot_on_axis(ax, c[(c.mixture == mixture) & (c.metric == metric)], axis,
+                         methods, palette)
+            ax.set(title=f"{mixture}: {label}", xlabel=AXES[axis], ylabel="")
+            if i == 0 and j == 0:
+                ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = figures / f"mode_coverage_curves_{name}.png"
+    save_figure(fig, path)
+    per_it = updates_text(runs)
+    return [f"![Modes and HQ % over training, {profile} profile, {preset} preset]"
+            f"({rel(path, reports)})", "",
+            "Modes covered and HQ % over training (mean over seeds, band ± s.e.), each "
+            "against three axes: iterations; generator updates (iterations × the method's "
+            f"generator steps per iteration, from its phases: {per_it}); and training "
+            "seconds (evaluation excluded, as each curve recorded them, a stacked run's its "
+            "share of its stack's; mean over seeds at each evaluation). At equal iterations "
+            "iWGAN has made n_critic times the generator updates of a baseline; the "
+            "verdicts below compare at the end of training." + seconds_note(c), ""]
+
+
 def converged_by_method(runs) -> str:
     """"iwgan 3/5, wgan_gp 4/5, ...": each method's converged runs."""
     return ", ".join(f"{m} {converged_count(runs[runs.method == m])}"
@@ -312,44 +418,34 @@ def literature_section(df, results: Path) -> list[str]:
     sub = trained(df[(df.profile == profile) & (df.preset == "literature")])
     if sub.empty:
         return []
-    rows, verdicts, search = [], [], search_runs(results)
+    rows = []
     for mixture in ("ring", "grid"):
         mix = sub[sub.mixture == mixture]
         if mix.empty:
             continue
         for method in ordered(mix["method"], METHOD_NAMES):
-            cell = mix[mix.method == method]
-            rows.append({"mixture": mixture, "source": f"this suite ({profile})",
-                         "method": method, "modes": fmt_mean_se(cell.modes, 1),
-                         "HQ %": fmt_mean_se(cell.hq_pct, 1),
-                         "runs": f"{len(cell)} (converged {converged_count(cell)})",
-                         "budget (iterations)": f"{int(cell.iterations.iloc[0]):,}"})
-        for source, name, (r_modes, r_hq), (g_modes, g_hq), spread in PUBLISHED:
-            modes, hq = (r_modes, r_hq) if mixture == "ring" else (g_modes, g_hq)
-            rows.append({"mixture": mixture, "source": f"{source} ({TABLES[source]})",
-                         "method": name, "modes": f"{modes:g}", "HQ %": f"{hq:g}",
-                         "runs": spread,
-                         "budget (iterations)": f"{SETUPS[source][1]:,}"})
-        for method, name in BASELINES.items():
-            cell = mix[mix.method == method]
-            if not cell.empty:
-                verdicts.append(baseline_verdict(
-                    cell, name, mixture, search[(search.method == method)
-                                                & (search.mixture == mixture)]))
+            for _, cell in mix[mix.method == method].groupby("cell", sort=False):
+                rows.append({"mixture": mixture, "source": f"this suite ({profile})",
+                             "method": method, "modes": fmt_mean_se(cell.modes, 1),
+                             "HQ %": fmt_mean_se(cell.hq_pct, 1),
+                             "KL": fmt_mean_se(cell.kl, 2),
+                             "runs": f"{len(cell)} (converged {converged_count(cell)})",
+                             "budget": budget_text(cell)})
+        rows += published_rows(mixture)
     setups = [f"- {source}: {text}." for source, (text, _) in SETUPS.items()]
-    budget = int(sub.iterations.iloc[0])
     return ["## The literature beside the suite (literature preset)", "",
             "Published numbers under the standard protocol (`../shared/docs/protocols.md`) "
-            f"next to this suite's `{profile}` runs on the literature presets. They come "
-            "from other networks and budgets, so they are context, not targets: the suite "
-            "compares methods only under its own identical setup.", "",
+            f"next to this suite's `{profile}` runs on the literature presets (mean ± s.e. "
+            "over seeds). They come from other networks and budgets, so they are context, "
+            "not targets: the suite compares methods only under its own identical setup. "
+            "Budgets are given in iterations and generator updates: iWGAN takes n_critic "
+            "generator steps an iteration (Algorithm 1), the baselines one.", "",
             markdown_table(pd.DataFrame(rows)), "",
             "Setups behind the published numbers:", "", *setups, "",
-            f"This suite: the shared Appendix D1 networks at the profile's width, one recipe "
-            f"for all four methods, {budget:,} iterations.", "",
-            "### Does each baseline fall inside the published range?", "",
-            "Inside: this suite's mean ± 2 s.e. overlaps the range of the published means "
-            "for the same method, in both modes and HQ %.", "", *verdicts, ""]
+            "This suite: the shared Appendix D1 networks at the profile's width, one recipe "
+            "for every method.", "",
+            *equivalence_section(sub, profile),
+            *measured_budget_effect(sub, results)]
 
 
 def search_runs(results: Path) -> pd.DataFrame:
@@ -364,43 +460,31 @@ def search_runs(results: Path) -> pd.DataFrame:
     return runs[runs.preset == "literature"]
 
 
-def baseline_verdict(cell, name: str, mixture: str, search: pd.DataFrame) -> str:
-    pub = published(name, mixture)
-    modes, hq = cell.modes.astype(float), cell.hq_pct.astype(float)
-
-    def band(v):
-        mean = v.mean()
-        se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
-        return mean - 2 * se, mean + 2 * se
-
-    checks = []
-    for label, ours, theirs in (("modes", band(modes), [p[1] for p in pub]),
-                                ("HQ %", band(hq), [p[2] for p in pub])):
-        lo, hi = min(theirs), max(theirs)
-        inside = ours[1] >= lo and ours[0] <= hi
-        where = "inside" if inside else ("below" if ours[1] < lo else "above")
-        checks.append((label, where, lo, hi, (ours[0] + ours[1]) / 2, *ours))
-    sources = ", ".join(f"{s} {m:g} / {h:g} %" for s, m, h in pub)
-    text = "; ".join(f"{label} {mean:.1f} (± 2 s.e.: {band_lo:.1f} to {band_hi:.1f}) is "
-                     f"{where} [{lo:g}, {hi:g}]"
-                     for label, where, lo, hi, mean, band_lo, band_hi in checks)
-    out = f"- **{name} ({cell.method.iloc[0]}), {mixture}**: {text} (published: {sources})."
-    if any(where != "inside" for _, where, *_ in checks):
-        budget = int(cell.iterations.iloc[0])
-        budgets = ", ".join(f"{s} {SETUPS[s][1]:,}" for s in dict.fromkeys(p[0] for p in pub))
-        out += (f" Setup differences: this suite trains {budget:,} iterations against the "
-                f"published {budgets}, on Appendix D1's networks with one recipe shared by "
-                "all methods rather than each paper's own.")
-        longer = search[search.iterations > budget].itertuples()
-        measured = "; ".join(
-            f"{int(r.iterations):,} iterations (batch {int(r.batch_size)}, n_critic "
-            f"{int(r.n_critic)}, lr {r.lr:g} {r.lr_schedule}, seed {int(r.seed)}, "
-            f"`{r.search}`): {r.modes:g} modes, "
-            f"{r.hq_pct:.1f} % HQ" for r in longer)
-        if measured:
-            out += (" Measured budget effect, the same networks trained longer in the "
-                    f"recipe search (results/converged_search): {measured}.")
-    return out
+def measured_budget_effect(sub: pd.DataFrame, results: Path) -> list[str]:
+    """Per baseline and mixture, the same networks trained longer than the table's budget
+    in the recipe search: a measured budget effect beside the equivalence verdicts."""
+    search, items = search_runs(results), []
+    for mixture in ("ring", "grid"):
+        for method in [m for m in ordered(sub.method, METHOD_NAMES) if m in BASELINES]:
+            cell = sub[(sub.mixture == mixture) & (sub.method == method)]
+            if cell.empty:
+                continue
+            budget = int(cell.iterations.max())
+            longer = search[(search.method == method) & (search.mixture == mixture)
+                            & (search.iterations > budget)]
+            measured = "; ".join(
+                f"{int(r.iterations):,} iterations (batch {int(r.batch_size)}, n_critic "
+                f"{int(r.n_critic)}, lr {r.lr:g} {r.lr_schedule}, seed {int(r.seed)}, "
+                f"`{r.search}`): {r.modes:g} modes, {r.hq_pct:.1f} % HQ"
+                for r in longer.itertuples())
+            if measured:
+                items.append(f"- **{method}, {mixture}** (table: {budget:,} iterations): "
+                             f"{measured}.")
+    if not items:
+        return []
+    return ["Measured budget effect: the same networks trained longer than the table's "
+            "budget in the recipe search (results/converged_search), one seed each, beside "
+            "the verdicts and not part of them:", "", *items, ""]
 
 
 MODE_COVERAGE_METRICS = {"modes": ("modes", 1), "HQ %": ("hq_pct", 1), "W1": ("w1", 3)}
@@ -469,13 +553,18 @@ def runtime_section(df, results) -> list[str]:
     by_device = bool(accelerators(df))   # runs from a GPU and a CPU: say which is which
     keys = ["profile", "method"] + (["device"] if by_device else [])
     for key, g in df.groupby(keys, sort=False):
+        updates = {int(i) * updates_per_iteration(key[1], int(n))
+                   for i, n in zip(g.iterations, g.n_critic)}
         rows.append({"profile": key[0], "method": key[1],
                      **({"device": key[2]} if by_device else {}), "runs": len(g),
                      "iterations": ", ".join(map(str, sorted(set(g.iterations)))),
+                     "G updates": ", ".join(map(str, sorted(updates))),
                      "train s / run": fmt_mean_se(g.train_seconds, 1),
                      "eval s / run": fmt_mean_se(g.eval_seconds, 1)})
     out = ["## Runtime", "", "Seconds per run on the machine that produced the results "
-           "(mean ± s.e.).", "", markdown_table(pd.DataFrame(rows)), ""]
+           "(mean ± s.e.), beside the run's iterations and generator updates (iterations × "
+           "the method's generator steps per iteration, read from its phases).", "",
+           markdown_table(pd.DataFrame(rows)), ""]
     return out + wall_time_section(results, "mode_coverage")
 
 

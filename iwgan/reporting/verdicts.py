@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from iwgan.core.methods import METHOD_NAMES, get_method
+from iwgan.core.methods import METHOD_NAMES
 from iwgan.data.mixtures import MIXTURES, get_mixture
-from iwgan.engine.config import make_config
 from iwgan.engine.records import read_curves, read_results
 from iwgan.files import atomic_write_text
 from iwgan.metrics import verdicts as rules
@@ -55,15 +54,16 @@ from iwgan.metrics.verdicts import (
     value_at_fraction,
 )
 from iwgan.reporting.common import (
+    AXES,
     markdown_table,
     methods_with,
+    on_three_axes,
     ordered,
     reference_profile,
     trained,
+    updates_per_iteration,
 )
 
-AXES = {"iterations": "iterations", "updates": "generator updates",
-        "seconds": "training seconds"}
 PRIOR_SEED = 20_240          # the N(0, I_2) draws every run's codes are compared with
 POWER_FILE = Path("verdicts") / "power.json"
 
@@ -210,8 +210,19 @@ C1_COLUMNS = {"mode_coverage": {"modes": "modes", "hq_pct": "hq_pct", "kl": "kl"
 
 
 def end_of_training(runs: pd.DataFrame) -> str:
+    """The axis of an end-of-training comparison: the budget in iterations and, per
+    method, in generator updates (which differ: iWGAN takes n_critic G steps an
+    iteration)."""
     its = sorted({int(i) for i in runs.iterations})
-    return f"end of training ({', '.join(f'{i:,}' for i in its)} iterations)"
+    text = f"end of training ({', '.join(f'{i:,}' for i in its)} iterations"
+    if "n_critic" in runs:
+        updates = {m: sorted({int(i) * updates_per_iteration(m, int(n))
+                              for i, n in zip(g.iterations, g.n_critic)})
+                   for m, g in runs.groupby("method", sort=False)}
+        text += "; generator updates: " + ", ".join(
+            f"{m} {'/'.join(f'{u:,}' for u in updates[m])}"
+            for m in ordered(runs.method, METHOD_NAMES))
+    return text + ")"
 
 
 def c1_runs(runs: pd.DataFrame, kind: str) -> pd.DataFrame:
@@ -267,7 +278,7 @@ def run_flags(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     have = curves[curves.run_id.isin(set(runs.run_id))] if len(curves) else curves
     by_run = dict(tuple(curve_table(have).groupby("run_id"))) if len(have) else {}
     out = runs[["run_id", "method", "mixture", "seed", "k", "modes", "hq_pct"]].copy()
-    out["all_modes"] = out.modes >= out.k
+    out["all_modes"] = rules.success(out.modes, out.k)
     out["collapsed"] = collapsed(out.modes, out.hq_pct, out.k)
     out["mode_lost"] = [mode_lost_after_coverage(by_run[r], k) if r in by_run else np.nan
                         for r, k in zip(out.run_id, out.k)]
@@ -299,7 +310,7 @@ def flags_table(flags: pd.DataFrame) -> str:
             f = flags[(flags.mixture == mixture) & (flags.method == method)]
             if f.empty:
                 continue
-            split = bool(f.all_modes.any() and f.collapsed.any())
+            split = rules.seeds_split(f.modes, f.hq_pct, f.k.iloc[0])
             rows.append({"mixture": mixture, "method": method, "runs": len(f),
                          "all K modes at the end": share(f.all_modes),
                          "collapsed": share(f.collapsed),
@@ -338,24 +349,15 @@ def c1_section(runs: pd.DataFrame, curves: pd.DataFrame, preset: str) -> list[st
 # C2: speed, on three axes
 # ---------------------------------------------------------------------------------------
 
-def updates_per_iteration(method: str, n_critic: int) -> int:
-    """Generator updates per outer iteration: the counts of the method's phases that step
-    the generator's optimiser (iWGAN n_critic, the baselines 1)."""
-    cfg = make_config("quick", method=method, n_critic=int(n_critic))
-    return sum(p.count for p in get_method(method).phases(cfg) if p.optimizer == "generator")
-
-
 def axis_curves(runs: pd.DataFrame, curves: pd.DataFrame, metric: str = "w1") -> dict:
     """run_id -> {axis: x, "y": values} of ``metric``'s curve on each axis."""
     out = {}
-    per_it = {r.run_id: updates_per_iteration(r.method, r.n_critic)
-              for r in runs.itertuples()}
-    c = curves[(curves.metric == metric) & curves.run_id.isin(set(runs.run_id))]
+    c = on_three_axes(curves[curves.metric == metric], runs)
     for run_id, g in c.groupby("run_id"):
         g = g.sort_values("iteration")
-        it = g.iteration.to_numpy(float)
-        out[run_id] = {"iterations": it, "updates": it * per_it[run_id],
-                       "seconds": g.train_seconds.to_numpy(float), "y": g.value.to_numpy(float)}
+        out[run_id] = {"iterations": g.iteration.to_numpy(float),
+                       "updates": g.updates.to_numpy(float),
+                       "seconds": g.seconds.to_numpy(float), "y": g.value.to_numpy(float)}
     return out
 
 

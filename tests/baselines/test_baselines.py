@@ -1,4 +1,5 @@
-"""ALI/BiGAN and alpha-GAN: one step per option, losses on hand-made cases, bad options.
+"""The GAN, ALI, BiGAN and alpha-GAN: one step per method and option, losses on hand-made
+cases, bad options.
 
 The hand-made cases zero a discriminator's output layer so that it outputs the logit 0
 everywhere: every GAN term sp(+-0) is then log 2, and every density-ratio term is 0.
@@ -9,7 +10,7 @@ import math
 import pytest
 import torch
 
-from baselines import ali, alpha_gan
+from baselines import ali, alpha_gan, bigan, gan
 from iwgan.core.methods import get_method
 from iwgan.core.networks import build_networks
 from iwgan.data.mixtures import MixtureBatches
@@ -17,7 +18,7 @@ from iwgan.engine.config import make_config
 from iwgan.engine.trainer import Trainer
 
 LOG2 = math.log(2)
-VARIANTS = [("ali", {}), ("ali", {"encoder": "stochastic"}),
+VARIANTS = [("gan", {}), ("ali", {}), ("bigan", {}),
             ("alpha_gan", {}), ("alpha_gan", {"adversarial_loss": "non_saturating"})]
 
 
@@ -66,17 +67,75 @@ def test_one_step_of_each_phase_updates_every_module_and_logs_finite_detached_va
         assert any(not torch.equal(a, b) for a, b in zip(before[name], after[name])), name
 
 
-@pytest.mark.parametrize("encoder", ["deterministic", "stochastic"])
-def test_ali_losses_are_2_log_2_when_the_discriminator_outputs_logit_0(encoder):
-    cfg = make_config("tiny", method="ali", options={"encoder": encoder})
-    models = ali.build(cfg)
+@pytest.mark.parametrize("module", [ali, bigan], ids=["ali", "bigan"])
+def test_ali_and_bigan_losses_are_2_log_2_when_the_discriminator_outputs_logit_0(module):
+    cfg = make_config("tiny", method=module.__name__.split(".")[-1])
+    models = module.build(cfg)
     zero_output_layer(models.critic)
-    logs = logs_of(ali.critic_loss, models, cfg)
+    logs = logs_of(module.critic_loss, models, cfg)
     assert logs["discriminator_loss"] == pytest.approx(2 * LOG2)
     assert logs["d_real"] == pytest.approx(0.5)
     assert logs["d_fake"] == pytest.approx(0.5)
-    logs = logs_of(ali.generator_loss, models, cfg)
+    logs = logs_of(module.generator_loss, models, cfg)
     assert logs["generator_loss"] == pytest.approx(2 * LOG2)
+
+
+def test_gan_losses_are_2_log_2_and_log_2_when_the_discriminator_outputs_logit_0():
+    # the non-saturating generator loss -log D(G(z)) has one term: log 2 at D = 1/2
+    cfg = make_config("tiny", method="gan")
+    models = gan.build(cfg)
+    zero_output_layer(models.critic)
+    logs = logs_of(gan.critic_loss, models, cfg)
+    assert logs["discriminator_loss"] == pytest.approx(2 * LOG2)
+    assert logs["d_real"] == pytest.approx(0.5) and logs["d_fake"] == pytest.approx(0.5)
+    assert logs_of(gan.generator_loss, models, cfg)["generator_loss"] == pytest.approx(LOG2)
+
+
+def test_gan_losses_on_a_constant_logit_are_the_closed_form_ones():
+    # D = c everywhere: discriminator sp(-c) + sp(c), generator (non-saturating) sp(-c);
+    # the saturating generator loss -sp(c) would differ
+    c = 1.5
+    cfg = make_config("tiny", method="gan")
+    models = gan.build(cfg)
+    zero_output_layer(models.critic)
+    with torch.no_grad():
+        models.critic[-1].bias.fill_(c)
+    sp = lambda t: math.log1p(math.exp(t))  # noqa: E731
+    assert logs_of(gan.critic_loss, models, cfg)["discriminator_loss"] == \
+        pytest.approx(sp(-c) + sp(c))
+    assert logs_of(gan.generator_loss, models, cfg)["generator_loss"] == pytest.approx(sp(-c))
+
+
+def test_gan_is_the_shared_generator_and_critic_with_no_encoder():
+    cfg = make_config("tiny", method="gan")
+    torch.manual_seed(0)
+    models = gan.build(cfg)
+    torch.manual_seed(0)
+    nets = build_networks(cfg.arch, cfg.width, cfg.z_dim)
+    assert models.encoder is None and not models.extra
+    for mine, shared in ((models.generator, nets.generator), (models.critic, nets.critic)):
+        assert all(torch.equal(a, b) for a, b in zip(mine.state_dict().values(),
+                                                     shared.state_dict().values()))
+    assert not get_method("gan").has_encoder
+
+
+def test_bigan_is_ali_with_a_deterministic_encoder_and_no_other_change():
+    # one place for the logic: BiGAN's losses are ALI's functions, its builders ALI's
+    assert bigan.critic_loss is ali.critic_loss and bigan.generator_loss is ali.generator_loss
+    assert bigan.LOGS == ali.LOGS
+    cfg = make_config("tiny", method="bigan")
+    torch.manual_seed(0)
+    models = bigan.build(cfg)
+    torch.manual_seed(0)
+    stochastic = ali.build(make_config("tiny", method="ali"))
+    assert "log_std" not in models.extra and "log_std" in stochastic.extra
+    for name, module in models.named().items():   # the same initial networks, seed for seed
+        assert all(torch.equal(a, b) for a, b in zip(
+            module.state_dict().values(), stochastic.named()[name].state_dict().values()))
+    assert [p.draws for p in bigan.phases(cfg)] == [(), ()]
+    assert [p.draws for p in ali.phases(cfg)] == [("code_noise",), ("code_noise",)]
+    x = torch.randn(8, 2)
+    assert torch.equal(ali.code(models, x, {}), models.encoder(x))
 
 
 @pytest.mark.parametrize(("adversarial_loss", "g_terms", "q_terms"),
@@ -116,28 +175,36 @@ def test_alpha_gan_encoder_learns_only_from_reconstruction_and_the_code_discrimi
     assert any(p.grad is not None and p.grad.any() for p in models.generator.parameters())
 
 
-def test_ali_stochastic_encoder_samples_around_the_mean_that_encode_returns():
-    cfg = make_config("tiny", method="ali", options={"encoder": "stochastic"})
+def test_ali_codes_x_by_a_reparameterised_draw_whose_mean_is_encode():
+    cfg = make_config("tiny", method="ali")
     models = ali.build(cfg)
     x = torch.randn(64, 2)
+    eps = torch.randn(64, cfg.z_dim)
     with torch.no_grad():
-        first = ali.code(models, x, {"code_noise": torch.randn(64, cfg.z_dim)})
+        draw = ali.code(models, x, {"code_noise": eps})
         second = ali.code(models, x, {"code_noise": torch.randn(64, cfg.z_dim)})
         mean = ali.code(models, x, {"code_noise": torch.zeros(64, cfg.z_dim)})
-    assert not torch.equal(first, second)
-    assert torch.allclose(mean, models.encoder(x))
+        hidden = models.encoder[:-1](x)
+        std = models.extra["log_std"](hidden).exp()
+    assert not torch.equal(draw, second)
     encode = get_method("ali").encode
-    assert torch.equal(encode(models, x), encode(models, x))
-    assert torch.equal(encode(models, x), models.encoder(x).detach())
-    deterministic = ali.build(make_config("tiny", method="ali"))
-    assert "log_std" not in deterministic.extra
-    assert torch.equal(ali.code(deterministic, x, {}), deterministic.encoder(x))
+    assert torch.equal(encode(models, x), encode(models, x))      # deterministic
+    assert torch.allclose(mean, encode(models, x))                # the draw's mean
+    assert torch.allclose(draw, encode(models, x) + std * eps)    # mu + sigma * eps
+    # reparameterised: the draw's gradient reaches the encoder and the log-std head
+    ali.code(models, x, {"code_noise": eps}).sum().backward()
+    assert models.extra["log_std"][-1].weight.grad.abs().sum() > 0
+    assert models.encoder[0].weight.grad.abs().sum() > 0
+    # over many draws of eps the codes average to encode(x)
+    with torch.no_grad():
+        many = torch.stack([ali.code(models, x[:4], {"code_noise": torch.randn(4, cfg.z_dim)})
+                            for _ in range(4000)])
+    assert torch.allclose(many.mean(0), encode(models, x[:4]), atol=5 * std.max().item() / 60)
 
 
 def test_the_extra_modules_have_their_documented_sizes_at_width_1():
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    models = ali.build(make_config("quick", method="ali", width=1.0,
-                                   options={"encoder": "stochastic"}))
+    models = ali.build(make_config("quick", method="ali", width=1.0))
     assert count(models.extra["z_path"]) == 5 * 512 + 512
     assert count(models.extra["log_std"]) == 128 * 5 + 5
     models = alpha_gan.build(make_config("quick", method="alpha_gan", width=1.0))
@@ -145,14 +212,13 @@ def test_the_extra_modules_have_their_documented_sizes_at_width_1():
     assert count(models.extra["code_critic"]) == count(critic) + 3 * 512  # z is 5-d, x 2-d
 
 
-@pytest.mark.parametrize("method", ["iwgan", "wgan_gp", "alpha_gan"])
-def test_the_stochastic_encoder_option_is_refused_by_methods_without_it(method):
+@pytest.mark.parametrize("method", ["iwgan", "wgan_gp", "gan", "ali", "bigan", "alpha_gan"])
+def test_the_encoder_option_is_gone_the_method_name_says_which_encoder(method):
     with pytest.raises(ValueError, match=rf"method '{method}' has no option 'encoder'"):
         make_config("tiny", method=method, options={"encoder": "stochastic"})
 
 
 @pytest.mark.parametrize(("method", "options", "named"), [
-    ("ali", {"encoder": "gaussian"}, "'encoder'"),
     ("alpha_gan", {"lambda_rec": -1.0}, "'lambda_rec'"),
     ("alpha_gan", {"adversarial_loss": "hinge"}, "'adversarial_loss'"),
 ])

@@ -252,7 +252,8 @@ def test_the_grid_takes_the_largest_budget_then_blocks_in_order_then_seeds():
         {"methods": ["iwgan", "wgan_gp"], "preset": "paper"}]
     two = cc.grid_seconds(cc.BLOCKS[:2], 20_000, 3, cost(), scale)
     plan = cc.plan_mode_coverage(two + 1, cost(), scale)
-    assert len(plan["blocks"]) == 2 and plan["seeds"] == 3 and len(plan["left_out"]) == 2
+    assert len(plan["blocks"]) == 2 and plan["seeds"] == 3
+    assert len(plan["left_out"]) == len(cc.BLOCKS) - 2
     assert plan["invocations"] == [{"methods": ["iwgan", "wgan_gp", "ali", "alpha_gan"],
                                     "presets": ["paper"]}]
     every = cc.grid_seconds(cc.BLOCKS, 20_000, 5, cost(), scale)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from iwgan.core.methods import METHOD_NAMES, get_method
+from iwgan.core.methods import DRAWS, METHOD_NAMES, get_method
 from iwgan.engine.config import make_config
 from iwgan.engine.stacking import Members
 
@@ -34,8 +34,8 @@ def test_the_reference_step_computes_the_suite_steps_losses(method):
     module = get_method(method)
     _, ref_critic, ref_generator, _ = ref.METHODS[method]
     for phase, ref_step in zip(module.phases(cfg), (ref_critic, ref_generator)):
-        torch.manual_seed(2)  # the gradient penalty's interpolation draw, in the step
-        noise = {"gp_eps": torch.rand(cfg.batch_size, 1)} if phase.draws else {}
+        torch.manual_seed(2)  # the phase's draws (GP weights, ALI's eps), in the step
+        noise = {d: DRAWS[d](cfg.batch_size, (2,), cfg.z_dim, None, "cpu") for d in phase.draws}
         ours = members.step(phase, [x], [z], [noise])
         torch.manual_seed(2)
         theirs = ref_step(nets, opts, x, z)

@@ -141,3 +141,14 @@ def test_the_squared_reconstruction_ablation_squares_the_norm(cfg):
     assert float(loss) == pytest.approx(float(squared + sq.lambda_mmd * mmd), rel=1e-6)
     with pytest.raises(ValueError, match="'reconstruction' must be one of 'l2', 'l2_squared'"):
         make_config("tiny", options={"reconstruction": "l1"})
+
+
+def test_generator_updates_per_iteration_come_from_the_methods_phases():
+    """Algorithm 1: iWGAN takes n_critic G/Q steps an iteration, WGAN-GP one G step after
+    its n_critic critic steps, ALI one; read from phases and optimisers, not names."""
+    for n_critic in (1, 3, 5):
+        cfg = make_config("quick", method="iwgan", n_critic=n_critic)
+        assert get_method("iwgan").generator_updates(cfg) == n_critic
+        cfg = make_config("quick", method="wgan_gp", n_critic=n_critic)
+        assert get_method("wgan_gp").generator_updates(cfg) == 1
+    assert get_method("ali").generator_updates(make_config("quick", method="ali")) == 1

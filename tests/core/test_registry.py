@@ -6,7 +6,7 @@ import textwrap
 import pytest
 
 from iwgan.cli import main
-from iwgan.core.methods import METHOD_NAMES, get_method
+from iwgan.core.methods import DEFAULT_METHODS, METHOD_NAMES, get_method
 from iwgan.engine.config import make_config, make_image_config
 
 MINIMAL = '''
@@ -52,7 +52,8 @@ def entry_point(tmp_path, name: str, target: str) -> None:
 
 
 def test_the_built_ins_are_found_by_name_in_the_papers_order():
-    assert METHOD_NAMES == ("iwgan", "wgan_gp", "ali", "alpha_gan")
+    assert METHOD_NAMES == ("iwgan", "wgan_gp", "gan", "ali", "bigan", "alpha_gan")
+    assert DEFAULT_METHODS == ("iwgan", "wgan_gp", "ali", "alpha_gan")
     for name in METHOD_NAMES:
         method = get_method(name)
         assert method.name == name and method.origin == "built-in"
@@ -76,7 +77,7 @@ def test_an_unknown_name_is_one_line_naming_where_it_was_looked_for():
         get_method("vae")
     text = str(err.value)
     assert "\n" not in text and text.startswith("unknown method 'vae'")
-    assert "iwgan, wgan_gp, ali, alpha_gan" in text and "module path" in text
+    assert "iwgan, wgan_gp, gan, ali, bigan, alpha_gan" in text and "module path" in text
     with pytest.raises(ValueError, match="unknown method 'no_such_pkg.method'"):
         get_method("no_such_pkg.method")
     with pytest.raises(ValueError, match="unknown method"):
@@ -132,7 +133,7 @@ def test_options_are_typed_resolved_once_and_a_default_is_no_other_run():
     assert other.method_options["lambda_rec"] == 2.0
 
 
-@pytest.mark.parametrize("method", ["ali", "alpha_gan"])
+@pytest.mark.parametrize("method", ["gan", "ali", "bigan", "alpha_gan"])
 def test_n_critic_does_not_change_a_run_of_a_method_without_a_critic_loop(method):
     plain = make_config("quick", method=method)
     asked = make_config("quick", method=method, n_critic=7)
@@ -153,7 +154,7 @@ def test_the_shared_settings_a_method_reads_still_name_its_runs():
         make_config("quick", method="wgan_gp").run_id
     assert get_method("iwgan").uses == ("n_critic", "lambda_mmd")
     assert get_method("wgan_gp").uses == ("n_critic",)
-    assert get_method("ali").uses == get_method("alpha_gan").uses == ()
+    assert all(get_method(m).uses == () for m in ("gan", "ali", "bigan", "alpha_gan"))
 
 
 def test_a_method_that_does_not_train_on_images_is_refused_for_images(plugin):

@@ -138,7 +138,13 @@ def test_a_duplicate_run_id_is_an_error_naming_both_lines(tmp_path):
 
 def test_an_intact_table_reads_as_pandas_reads_it(tmp_path):
     path = _table(tmp_path)
-    pd.testing.assert_frame_equal(read_results(path), pd.read_csv(path))
+    # rows written before the protocol column existed read as the identical protocol
+    pd.testing.assert_frame_equal(read_results(path),
+                                  pd.read_csv(path).assign(protocol="identical"))
+    upsert_results(path, [{**_row(9), "protocol": "tuned"}])
+    df = read_results(path)
+    pd.testing.assert_frame_equal(df, pd.read_csv(path).fillna({"protocol": "identical"}))
+    assert list(df.protocol) == ["identical"] * 4 + ["tuned"]
 
 
 def test_a_held_lock_makes_a_writer_say_what_it_waits_for(tmp_path, capsys, monkeypatch):

@@ -23,7 +23,7 @@ from iwgan.experiments.mode_coverage import evaluate, run_mode_coverage
 from iwgan.experiments.skeleton import run_unit
 from tests.engine.members import assert_members_are_single_runs, close
 
-VARIANTS = [("iwgan", {}), ("wgan_gp", {}), ("ali", {}), ("ali", {"encoder": "stochastic"}),
+VARIANTS = [("iwgan", {}), ("wgan_gp", {}), ("gan", {}), ("ali", {}), ("bigan", {}),
             ("alpha_gan", {}), ("alpha_gan", {"adversarial_loss": "non_saturating"})]
 # Members that differ in seed, mixture and preset.
 MEMBERS = [(0, "ring", "paper"), (1, "grid", "literature"), (2, "spiral", "paper")]

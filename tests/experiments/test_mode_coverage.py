@@ -136,11 +136,11 @@ def test_the_distance_from_the_converged_reference_is_per_cell_means_and_differe
 def test_the_default_grid_says_when_there_is_no_converged_reference(tmp_path, capsys,
                                                                      monkeypatch):
     import iwgan.experiments.mode_coverage as mc
-    monkeypatch.setattr(mc, "committed_reference", lambda: None)
+    monkeypatch.setattr(mc, "committed_reference", lambda protocol="identical": None)
     assert main(["mode-coverage", "--profile", "tiny", "--seeds", "1", "--mixtures", "ring",
                  "--methods", "wgan_gp", "--presets", "paper", "--out", str(tmp_path),
                  "--jobs", "1", "--no-report"]) == 0
-    assert "no converged rows yet" in capsys.readouterr().out
+    assert "no converged rows of the identical protocol yet" in capsys.readouterr().out
 
 
 def test_the_converged_profile_defaults_to_its_tables_five_seeds():
@@ -162,7 +162,7 @@ def test_a_resumed_grid_still_prints_its_distance_from_the_reference(tmp_path, c
     reference = pd.DataFrame([{"preset": "paper", "mixture": "ring", "method": "wgan_gp",
                                "status": "finished", "iterations": 5_000, "modes": 8,
                                "hq_pct": 90.0, "w1": 0.05}])
-    monkeypatch.setattr(mc, "committed_reference", lambda: reference)
+    monkeypatch.setattr(mc, "committed_reference", lambda protocol="identical": reference)
     args = ["mode-coverage", "--profile", "tiny", "--seeds", "1", "--mixtures", "ring",
             "--methods", "wgan_gp", "--presets", "paper", "--out", str(tmp_path), "--jobs", "1",
             "--no-report"]

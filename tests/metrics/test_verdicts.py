@@ -14,6 +14,7 @@ from iwgan.metrics.verdicts import (
     AGAINST,
     ALPHA,
     CLAIMED,
+    EQUIVALENCE_MARGINS,
     NOT_REPRODUCED,
     PARTLY,
     REPRODUCED,
@@ -24,11 +25,15 @@ from iwgan.metrics.verdicts import (
     decide,
     degraded_late,
     difference_verdict,
+    equivalence,
     latent_margin,
+    literature_difference,
     mean_log,
     mode_lost_after_coverage,
     pair_mmd2,
     seeds_per_cell,
+    seeds_split,
+    success,
     threshold_verdict,
 )
 
@@ -213,3 +218,32 @@ def test_the_campaigns_seeds_follow_the_pre_stated_rule():
     assert [r["runs_per_group_verdict"] for r in unpowered] == [103]
     assert seeds_per_cell([power_row("C1 modes covered", 3.0, 3)])[0] == 10     # at least
     assert seeds_per_cell([power_row("C1 modes covered", 0.9, 55)])[0] == 40    # at most
+
+
+@pytest.mark.parametrize("interval, verdict", [
+    ((-0.5, 0.9), "agrees"), ((-1.0, 1.0), "agrees"),        # inside, boundary inclusive
+    ((-3.0, -1.5), "below"), ((1.2, 4.0), "above"),         # beyond the margin entirely
+    ((-1.5, 0.5), "inconclusive"), ((0.5, 1.5), "inconclusive"),   # straddle one edge
+    ((-2.0, 2.0), "inconclusive"),                          # wider than the margin
+    ((1.0, 3.0), "inconclusive"),                           # touches the margin
+    ((float("nan"), float("nan")), "inconclusive")])        # one seed: no interval
+def test_the_equivalence_rule_on_constructed_intervals(interval, verdict):
+    assert equivalence(interval, 1.0) == verdict
+
+
+def test_the_literature_difference_is_our_t_interval_shifted_by_the_published_mean():
+    d = literature_difference([1.0, 2.0, 3.0], 1.0)
+    half = 4.302652729696142 / math.sqrt(3)          # t_{0.975, 2} x s.e. (s = 1)
+    assert d.value == pytest.approx(1.0)
+    assert d.interval() == pytest.approx((1.0 - half, 1.0 + half))
+    assert equivalence(d.interval(), EQUIVALENCE_MARGINS["modes"]) == "inconclusive"
+    tight = literature_difference([6.8, 6.8, 6.9], 6.8)
+    assert equivalence(tight.interval(), EQUIVALENCE_MARGINS["modes"]) == "agrees"
+    assert EQUIVALENCE_MARGINS == {"modes": 1.0, "hq_pct": 10.0, "kl": 0.15}
+
+
+def test_a_cell_splits_when_some_runs_cover_every_mode_and_some_collapse():
+    assert seeds_split([8, 8, 1], [85.0, 80.0, 0.2], 8)
+    assert not seeds_split([8, 8, 8], [85.0, 80.0, 90.0], 8)     # all succeed
+    assert not seeds_split([7, 6, 1], [60.0, 50.0, 0.2], 8)      # none covers every mode
+    assert list(success([8, 7, 9], 8)) == [True, False, True]

@@ -1,6 +1,6 @@
 """reports/mode_coverage.md from made-up results: convergence counted and never averaged
 across converged and unconverged runs, budgets never mixed in one cell, the literature
-beside the literature preset with a computed verdict per baseline, quick against
+beside the literature preset with an equivalence verdict per baseline, quick against
 converged for every cell."""
 
 import json
@@ -55,19 +55,46 @@ def test_a_cell_whose_runs_did_not_all_converge_is_split_and_budgets_are_not_mix
     assert "3 of 4 runs converged." in text
 
 
-def test_the_literature_is_shown_beside_the_literature_preset_with_a_verdict(tmp_path):
+def equivalence_lines(text, method):
+    section = text.split("by equivalence")[1]
+    return [line for line in section.splitlines()
+            if line.startswith(f"| ring | {method} |")]
+
+
+def test_the_literature_is_shown_beside_the_literature_preset_by_equivalence(tmp_path):
     rows = [row("converged", "literature", "ring", "wgan_gp", s, 6.8, 59.6) for s in (0, 1)]
     rows += [row("converged", "literature", "ring", "ali", s, 1.0, 0.0) for s in (0, 1)]
     text = write(tmp_path, rows)
-    assert "| ring | GDPP (Table 1) | WGAN-GP | 6.8 | 59.6 |" in text
+    assert ("| ring | GDPP (Table 1; 7-centre ring, a different setup) | WGAN-GP | 6.8 | "
+            "59.6 |") in text
     assert "| ring | PacGAN (Table 1) | ALI | 6.6 | 97.6 |" in text
-    verdicts = [line for line in text.splitlines() if line.startswith("- **")]
-    wgan = next(v for v in verdicts if v.startswith("- **WGAN-GP"))
-    ali = next(v for v in verdicts if v.startswith("- **ALI"))
-    assert "modes 6.8 (± 2 s.e.: 6.8 to 6.8) is inside [6.8, 6.8]" in wgan
-    assert "Setup differences" not in wgan
-    assert "modes 1.0 (± 2 s.e.: 1.0 to 1.0) is below [2.8, 6.6]" in ali
-    assert "Setup differences" in ali and "Measured budget effect" not in ali
+    assert "| ring | PacGAN (Table 1) | GAN | 6.3 | 98.2 | 0.45 |" in text
+    assert "| ring | this suite (converged) | wgan_gp |" in text
+    assert "5,000 iterations = 5,000 G updates" in text
+    assert "2 s.e." not in text                   # the vacuous overlap check is gone
+    wgan = equivalence_lines(text, "wgan_gp")
+    assert len(wgan) == 2                         # GDPP's modes and HQ %
+    assert all("| identical | 2 |" in line and "7-centre ring" in line for line in wgan)
+    assert "| modes | 6.8 [6.8, 6.8] | 6.8 | +0.0 [+0.0, +0.0] | ± 1 | agrees |" in wgan[0]
+    assert "| HQ % | 59.6 [59.6, 59.6] | 59.6 | +0.0 [+0.0, +0.0] | ± 10 | agrees |" \
+        in wgan[1]
+    ali = equivalence_lines(text, "ali")
+    assert len(ali) == 4                          # VEEGAN and PacGAN, modes and HQ %
+    assert "VEEGAN (Table 1) ALI | modes | 1.0 [1.0, 1.0] | 2.8 | -1.8 [-1.8, -1.8] | " \
+        "± 1 | below |" in ali[0]
+    assert "VEEGAN (Table 1) ALI | HQ % | 0.0 [0.0, 0.0] | 0.13 | -0.1 [-0.1, -0.1] | " \
+        "± 10 | agrees |" in ali[1]
+    assert "| below | 0/2 [0, 66 %] |" in ali[3]   # PacGAN's 97.6 % HQ; no run succeeds
+    assert "Over the 6 comparisons: 3 agrees, 3 below, 0 above, 0 inconclusive." in text
+
+
+def test_a_split_cell_reports_its_success_rate_and_a_wide_interval_is_inconclusive(tmp_path):
+    rows = [row("converged", "literature", "ring", "wgan_gp", s, m, hq)
+            for s, m, hq in ((0, 8, 85.0), (1, 8, 86.0), (2, 1, 0.2), (3, 2, 0.2))]
+    lines = equivalence_lines(write(tmp_path, rows), "wgan_gp")
+    # 2 of 4 runs cover all 8 modes: Wilson 95 % [0.150, 0.850]; the other two collapsed
+    assert len(lines) == 2
+    assert all(line.endswith("| inconclusive | 2/4 [15, 85 %] split |") for line in lines)
 
 
 def test_a_baseline_outside_the_range_shows_the_searchs_longer_runs(tmp_path):
@@ -83,11 +110,10 @@ def test_a_baseline_outside_the_range_shows_the_searchs_longer_runs(tmp_path):
     pd.DataFrame(longer).to_csv(search / "round.csv", index=False)
     pd.DataFrame(longer[:1]).to_csv(search / "round-curves.csv", index=False)
     text = write_into(tmp_path / "results", rows)
-    wgan = next(v for v in text.splitlines() if v.startswith("- **WGAN-GP"))
-    assert wgan.count("Measured budget effect") == 1
+    assert text.count("Measured budget effect") == 1
+    wgan = next(v for v in text.splitlines() if v.startswith("- **wgan_gp, ring**"))
     assert ("10,000 iterations (batch 64, n_critic 5, lr 0.001 linear, seed 0, `round`): "
-            "8 modes, 89.9 % HQ") \
-        in wgan
+            "8 modes, 89.9 % HQ") in wgan
     assert "54.2" not in wgan and "500 iterations" not in wgan
 
 

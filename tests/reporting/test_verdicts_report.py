@@ -14,7 +14,7 @@ from iwgan.cli import main
 from iwgan.data.mixtures import get_mixture
 from iwgan.metrics.verdicts import NOT_RUN, REPRODUCED
 from iwgan.reporting import scorecard
-from iwgan.reporting.common import trained
+from iwgan.reporting.common import on_three_axes, seconds_note, trained, updates_text
 from iwgan.reporting.verdicts import (
     POWER_FILE,
     all_modes_counts,
@@ -71,6 +71,32 @@ def test_generator_updates_per_iteration_follow_the_methods_phases():
     assert updates_per_iteration("iwgan", 5) == 5
     assert updates_per_iteration("wgan_gp", 5) == 1
     assert updates_per_iteration("ali", 5) == 1
+    assert updates_per_iteration("iwgan", 2) == 2
+
+
+def test_curves_on_three_axes_count_each_methods_generator_updates():
+    runs = pd.DataFrame({"run_id": ["a", "b"], "method": ["iwgan", "wgan_gp"],
+                         "n_critic": [5, 5]})
+    curves = pd.DataFrame({"run_id": ["a", "a", "b", "b", "c"],
+                           "iteration": [0, 5000, 0, 5000, 100],
+                           "train_seconds": [0.0, 226.3, 0.0, 84.6, 1.0]})
+    c = on_three_axes(curves, runs).set_index(["run_id", "iteration"])
+    assert c.loc[("a", 5000), "updates"] == 25_000      # Algorithm 1: 5 G/Q steps each
+    assert c.loc[("b", 5000), "updates"] == 5_000
+    assert c.loc[("a", 5000), "seconds"] == 226.3
+    assert "c" not in set(c.index.get_level_values(0))   # a curve of no listed run
+    assert updates_text(runs) == "iwgan 5, wgan_gp 1"
+    assert seconds_note(on_three_axes(curves, runs)) == ""
+
+
+def test_a_curve_without_seconds_gets_them_from_its_rows_rate_and_says_so():
+    runs = pd.DataFrame({"run_id": ["a"], "method": ["iwgan"], "n_critic": [5],
+                         "iterations": [1000], "train_seconds": [50.0]})
+    curves = pd.DataFrame({"run_id": ["a", "a"], "iteration": [0, 400]})   # no seconds
+    c = on_three_axes(curves, runs)
+    assert list(c.seconds) == [0.0, 20.0]          # 400 iterations at 0.05 s each
+    assert list(c.updates) == [0, 2000]
+    assert "1 run(s) recorded no seconds" in seconds_note(c)
 
 
 def test_docs_verdicts_md_prints_the_rules_and_the_power_table_the_module_generates():
