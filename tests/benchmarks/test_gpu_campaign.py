@@ -21,6 +21,7 @@ import pytest
 import torch
 
 import iwgan.experiments.common as common
+from iwgan.core.methods import METHOD_NAMES
 from iwgan.engine.records import SOURCE_COMMIT, SOURCE_DIRTY, read_results
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +32,8 @@ _spec.loader.exec_module(campaign)
 cc = campaign.cc
 GPU = "NVIDIA H100 80GB HBM3"
 GPU_SLUG = "cuda-nvidia-h100-80gb-hbm3"
+# The smoke grid: every method, 2 presets x 2 seeds on one mixture.
+SMOKE_RUNS = 4 * len(METHOD_NAMES)
 
 
 def stage_names(scale):
@@ -67,10 +70,10 @@ def test_the_smoke_mode_runs_the_device_runs_stages_in_its_order(smoke):
     fast = by_name["test_fast_path[cpu-bf16_channels_last_compile-celeba-iwgan]"]
     assert fast["status"] == "not run" and fast["reason"].startswith("needs CUDA")
     grid = next(s for s in record["stages"] if s["name"] == "mode_coverage")
-    assert grid["plan"]["fits"] and len(grid["plan"]["blocks"]) == 4
+    assert grid["plan"]["fits"] and len(grid["plan"]["blocks"]) == len(campaign.cc.BLOCKS)
     assert "measured on this device" in grid["cost_model"]["source"]["stack ali"]
     rows = read_results(out / "results" / "mode_coverage.csv")
-    assert len(rows) == 16 and set(rows.status) == {"finished"}
+    assert len(rows) == SMOKE_RUNS and set(rows.status) == {"finished"}
     assert set(rows.profile) == {"paper"} and set(rows.iterations) == {4}
     assert set(rows.stacked) == {4}            # each method one stack: 2 presets x 2 seeds
     assert rows.w1.notna().all() and "w1_unavailable" not in rows
@@ -98,10 +101,10 @@ def test_the_smokes_results_merge_and_give_the_reports_their_gpu_sections(smoke,
     assert campaign.main(["merge", str(bundle), "--into", str(tmp_path),
                           "--allow-smoke"]) == 0
     merged = read_results(results / "mode_coverage.csv")
-    assert len(merged) == len(committed) + 16
+    assert len(merged) == len(committed) + SMOKE_RUNS
     kept = merged.set_index("run_id").loc[committed.run_id]
     assert (kept.hq_pct.values == committed.hq_pct.values).all()
-    assert len(list((results / "mode_coverage_samples").glob("paper-*.npy"))) == 16
+    assert len(list((results / "mode_coverage_samples").glob("paper-*.npy"))) == SMOKE_RUNS
     # relabel: what a GPU's campaign writes
     merged.loc[merged.profile == "paper", "device"] = GPU
     merged.to_csv(results / "mode_coverage.csv", index=False)
@@ -184,7 +187,7 @@ def test_with_cuda_claimed_every_stage_is_planned_for_the_gpu_and_failures_are_r
     assert all(v == "not asked (--stages)" for k, v in status.items()
                if k not in ("stacked", "mode_coverage"))
     stacked = [r for r in data["benchmarks"] if r["name"].startswith("test_stacked_members")]
-    assert len(stacked) == 12 and all(r["status"] == "not run" for r in stacked)
+    assert len(stacked) == 3 * len(METHOD_NAMES) and all(r["status"] == "not run" for r in stacked)
     # the first CUDA call of each (its peak-memory reset) fails on this CPU build
     assert all("cuda" in r["reason"].lower() and "campaign stage stacked" in r["reason"]
                for r in stacked)
@@ -443,7 +446,7 @@ def test_out_of_time_stages_are_recorded_as_not_fitting_and_a_cut_grid_as_timed_
         "did not fit") and all(r["status"] == "not run" for r in data["benchmarks"])
     grid = stages["mode_coverage"]
     assert grid["plan"]["fits"] and grid["invocations"][0]["exit_code"] == campaign.TIMED_OUT
-    assert grid["status"] == "timed out: 0 of 16 runs recorded"
+    assert grid["status"] == f"timed out: 0 of {SMOKE_RUNS} runs recorded"
     assert "$ python -m iwgan mode-coverage --profile paper" in (
         out / "logs" / "mode_coverage.log").read_text()
     assert (tmp_path / "b.tar.gz").exists()

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from iwgan.cli import main
-from iwgan.core.methods import METHOD_NAMES, get_method
+from iwgan.core.methods import DEFAULT_METHODS, METHOD_NAMES, get_method
 from iwgan.core.networks import INPUT_SHAPES, build_networks
 from iwgan.data.datasets import ImageData, load_dataset
 from iwgan.data.mnist_pickle import sha256_of
@@ -172,7 +172,7 @@ def test_replicate_digits_end_to_end_then_resume_and_the_reports(tmp_path, capsy
             "--cache-dir", str(cache)]
     assert main(args) == 0
     df = read_image_results(out / "results" / "images.csv")
-    assert sorted(df.method) == sorted(METHOD_NAMES) and set(df.status) == {"finished"}
+    assert sorted(df.method) == sorted(DEFAULT_METHODS) and set(df.status) == {"finished"}
     assert set(df.fd_name) == {"FD-digitsCNN"} and df.fd.notna().all()
     assert "converged" in df and "| converged |" in (out / "reports" / "digits.md").read_text()
     assert df[df.method == "wgan_gp"].recon_error.isna().all()
