@@ -156,6 +156,8 @@ class Experiment:
     keys = KEY_COLUMNS            # the results table's identifying columns ...
     order = ("profile", "preset", "mixture", "method", "seed")   # ... and its sort order
     runs = "runs"                 # run directories: <out>/<runs>/<run_id>/
+    share_settings = False        # stack runs that differ in lr, betas, loss weights or
+                                  # EMA decay too (a search's candidates)
 
     def __init__(self, out: Path = Path(".")):
         self.out = Path(out)
@@ -302,7 +304,8 @@ def run_experiment(experiment: Experiment, configs, executor=None, jobs: int = 1
     runner = functools.partial(run_unit, experiment=experiment, resume=resume,
                                stop_after=stop_after)
     executor = executor or LocalExecutor(ExecutorOptions(jobs=jobs))
-    done = executor.run(plan_stacks(configs, stack, max_stack), runner, record,
+    units = plan_stacks(configs, stack, max_stack, share_settings=experiment.share_settings)
+    done = executor.run(units, runner, record,
                         functools.partial(failed_unit, experiment=experiment))
     return [row for pairs in done for row, _ in pairs]
 

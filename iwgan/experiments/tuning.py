@@ -201,6 +201,7 @@ class Search(ModeCoverage):
     with its candidate and recipe."""
 
     name = "search"
+    share_settings = True   # a stack's members may be different candidates
 
     def __init__(self, out: Path, candidates: dict):
         super().__init__(out)

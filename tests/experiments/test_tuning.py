@@ -162,6 +162,9 @@ def test_the_search_end_to_end_then_the_tuned_protocol_reads_its_selection(tmp_p
     assert sorted(search.candidate) == list(range(tuning.CONFIGURATIONS))
     assert set(search.protocol) == {"tuned"} and set(search.seed) == {TUNING_SEEDS}
     assert set(search.status) == {"finished"}
+    # candidates that differ only in lr, betas or lambda_GP train as one stack: 7 of the
+    # 8 share n_critic 5, the eighth (n_critic 2) trains alone
+    assert sorted(search.stacked) == [1] + [7] * 7
     space = json.loads((out / "results" / "tuning" / "space.json").read_text())
     assert space["space"]["wgan_gp"][0] == tuning.PUBLISHED["wgan_gp"]
     selected = json.loads((out / "results" / "tuning" / "selected.json").read_text())
