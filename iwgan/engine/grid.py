@@ -53,14 +53,14 @@ POLL = 0.2      # seconds between looks at the units in flight
 
 def finished_runs(results_csv: Path, read=read_results, also=None) -> set[tuple[str, str]]:
     """(run_id, config_hash) of the finished rows of ``results_csv`` whose columns also
-    hold the values ``also`` names. A damaged row (iwgan.engine.records.read_results) is
-    not finished: a resumed grid runs it again."""
+    hold the values ``also`` names (a table without such a column holds none). A damaged
+    row (iwgan.engine.records.read_results) is not finished: a resumed grid runs it again."""
     if not Path(results_csv).exists():
         return set()
-    df = read(results_csv, required=["status", "config_hash", *(also or {})], damaged="drop")
+    df = read(results_csv, required=["status", "config_hash"], damaged="drop")
     done = df["status"].isin(["finished", "stopped_early"])
     for column, value in (also or {}).items():
-        done &= df[column] == value
+        done &= (df[column] == value) if column in df else False
     return set(zip(df["run_id"][done], df["config_hash"][done]))
 
 

@@ -239,6 +239,53 @@ class Trainer:
                 hook.on_end(self)
         return self.results()
 
+    def extend(self, extra: int, lr_fraction: float, evaluate_at, evaluate) -> list[dict]:
+        """The continuation check (iwgan.metrics.continuation), after :meth:`fit`: train the
+        members that finished their budget ``extra`` iterations more at a constant rate of
+        ``lr_fraction`` x each one's base rate (the schedule set aside; the moving average
+        kept), calling ``evaluate(k, iteration, models)`` at the iterations of
+        ``evaluate_at``. Stacked members and single runs alike; no hook runs, so the
+        budget's logs, stopping rule and results are left as they were (call it after the
+        budget's results are measured and saved: it trains the very networks on). One dict
+        per member: ``continued_status`` (finished, diverged, or why it was not
+        continued), ``continued_iterations``, ``continued_diverged_at``,
+        ``continued_seconds`` (its share of the continuation's training time) and
+        ``models`` (its networks at the end; None where not continued or diverged)."""
+        if self.world.distributed:
+            raise ValueError("the continuation check trains in one process")
+        self.schedulers = {}
+        for opt in self.members.optimizers.values():
+            for group in opt.param_groups:   # MemberAdam scales the other members alike
+                group["lr"] = lr_fraction * self.cfg.lr
+        going = [k for k in range(self.members.k) if self.status[k] == "finished"]
+        out = [{"continued_status": f"not continued ({self.status[k]})",
+                "continued_iterations": 0, "continued_diverged_at": math.nan,
+                "continued_seconds": 0.0, "models": None} for k in range(self.members.k)]
+        for k in going:
+            out[k]["continued_status"] = "finished"
+        started, start, before = list(going), self.iteration, self.share()
+        evaluate_at = set(evaluate_at)
+        for it in range(start + 1, start + extra + 1):
+            values = self.run_iteration()
+            self.iteration = it
+            for k in list(going):
+                out[k]["continued_iterations"] = it - start
+                if not all(math.isfinite(v) for v in values[k].values()):
+                    out[k].update(continued_status="diverged", continued_diverged_at=it)
+                    going.remove(k)
+            if not going:
+                break
+            if it in evaluate_at:
+                with self.clock.evaluation():
+                    for k in going:
+                        evaluate(k, it, self.members.member(k))
+        seconds = self.share() - before
+        for k in started:
+            out[k]["continued_seconds"] = seconds
+        for k in going:
+            out[k]["models"] = self.members.member(k)
+        return out
+
     def _bookkeeping(self, k: int, it: int, values: dict) -> None:
         cfg = self.cfgs[k]
         if not all(math.isfinite(v) for v in values.values()):

@@ -25,7 +25,9 @@ from iwgan.engine.stacking import STACK_MODES
 from iwgan.engine.trainer import LogTo, Trainer, mixture_hooks
 from iwgan.experiments.skeleton import Experiment
 from iwgan.files import save_torch
+from iwgan.metrics.continuation import lr_fraction
 from iwgan.metrics.plateau import check_assessable
+from iwgan.metrics.verdicts import CONTINUATION
 
 
 def positive_int(text: str) -> int:
@@ -102,6 +104,15 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
                    help="at most this many runs in one stacked model (default: all that can "
                    "share one)")
     add_executor_arguments(p)
+
+
+def add_continuation_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--continue-check", action="store_true",
+                   help="after each run's budget (its metrics and checkpoint recorded as "
+                   f"without it), train it {100 * CONTINUATION['extra_fraction']:g}%% of "
+                   f"its iterations more at a constant {CONTINUATION['lr_fraction']:g} x "
+                   "its base learning rate and record the continued_* columns the "
+                   "continuation check judges (docs/verdicts.md); the run keeps its run id")
 
 
 GRID_AXES = {"method": "--methods", "mixture": "--mixtures", "preset": "--presets",
@@ -196,8 +207,23 @@ def wall_time_key(name: str, grid: dict, whole: dict, configs) -> str:
 
 class MixtureExperiment(Experiment):
     """What the mixture grids share: their rows' first columns, training (stacked members,
-    Algorithm 1's stopping rule where asked), the networks kept at the end, and the
-    wall-time record."""
+    Algorithm 1's stopping rule where asked), the networks kept at the end, the
+    wall-time record, and (``continuation``) the continuation check.
+
+    The continuation check (iwgan.metrics.continuation; ``--continue-check``) is a
+    measurement of a run, not a setting of it: training to the budget, the budget's
+    metrics and its checkpoint are exactly those of the run without it, so the run keeps
+    its run_id, config_hash and cell, and its row gets the ``continued_*`` columns (a
+    re-run with the check replaces a row without them). ``--resume`` with the check runs
+    again the finished rows that lack them (:meth:`finished_with`)."""
+
+    def __init__(self, out: Path = Path("."), continuation: bool = False):
+        super().__init__(out)
+        self.continuation = continuation
+        self.trainer = None   # the unit's trainer, which the continuation trains on
+
+    def finished_with(self) -> dict:
+        return {"continued_lr_fraction": lr_fraction()} if self.continuation else {}
 
     def columns(self, cfg) -> dict:
         return {"run_id": cfg.run_id, "method": cfg.method, "mixture": cfg.mixture,
@@ -212,7 +238,9 @@ class MixtureExperiment(Experiment):
         for run in runs:   # a mixture run starts over: its log does too
             (run.path / "log.jsonl").unlink(missing_ok=True)
         hooks = [LogTo([run.log for run in runs]), *hooks, *mixture_hooks(unit)]
-        return Trainer(unit, MixtureBatches(unit), hooks).fit(until=stop_after)
+        trainer = Trainer(unit, MixtureBatches(unit), hooks)
+        self.trainer = trainer if self.continuation else None
+        return trainer.fit(until=stop_after)
 
     def keep(self, run, result) -> None:
         """The trained member's networks and optimiser states, in its run directory."""

@@ -52,11 +52,12 @@ from iwgan.engine.executors import executor_options, open_executor
 from iwgan.engine.seeds import derived_generator
 from iwgan.experiments.common import (
     MixtureExperiment,
+    add_continuation_argument,
     add_grid_arguments,
     grid_configs,
     positive_int,
 )
-from iwgan.experiments.mode_coverage import MixtureCurve, evaluate
+from iwgan.experiments.mode_coverage import MixtureCurve, continue_members, evaluate
 from iwgan.experiments.skeleton import finish, jsonable, run_experiment
 from iwgan.files import append_jsonl, save_npz, update_json, write_json
 from iwgan.metrics import quality
@@ -293,13 +294,14 @@ class Convergence(MixtureExperiment):
     curve_metrics = CURVE_METRICS
     runs = "runs/convergence"
 
-    def __init__(self, out: Path = Path("."), opts: ConvergenceOptions | None = None):
-        super().__init__(out)
+    def __init__(self, out: Path = Path("."), opts: ConvergenceOptions | None = None,
+                 continuation: bool = False):
+        super().__init__(out, continuation)
         self.opts = opts or ConvergenceOptions()
 
     def finished_with(self) -> dict:
         # A changed --eval-every or --w1-samples changes the curves: such runs re-run.
-        return {"options_hash": self.opts.hash()}
+        return {**super().finished_with(), "options_hash": self.opts.hash()}
 
     def begin(self, configs) -> None:
         record_thresholds(self.out / "results" / "convergence_thresholds.json", configs,
@@ -341,16 +343,20 @@ class Convergence(MixtureExperiment):
         self.keep(run, result)
         return row
 
+    def continue_unit(self, unit, curves, results, measured) -> list[dict]:
+        return continue_members(self, unit, curves, measured, "final_")
+
     def unmeasured(self, cfg, curve) -> dict:
         return {"eval_seconds": curve.seconds if curve else 0.0, "converged": False}
 
 
 def run_convergence_grid(configs, opts: ConvergenceOptions, out: Path, jobs: int = 1,
                          resume: bool = False, stack: str = "auto",
-                         max_stack: int | None = None, executor=None) -> list[dict]:
+                         max_stack: int | None = None, executor=None,
+                         continuation: bool = False) -> list[dict]:
     """The convergence grid into ``out`` (iwgan.experiments.skeleton.run_experiment)."""
-    return run_experiment(Convergence(out, opts), configs, executor, jobs, resume, stack,
-                          max_stack)
+    return run_experiment(Convergence(out, opts, continuation), configs, executor, jobs,
+                          resume, stack, max_stack)
 
 
 def record_thresholds(path: Path, configs, opts) -> None:
@@ -372,6 +378,7 @@ def record_thresholds(path: Path, configs, opts) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_grid_arguments(p)
+    add_continuation_argument(p)
     p.set_defaults(presets=["paper"], seeds=5)
     for action in p._actions:  # the grid's help states its own defaults
         if action.dest in ("presets", "seeds"):
@@ -393,7 +400,7 @@ def command(args) -> int:
     configs = [dataclasses.replace(c, log_every=1) for c in grid_configs(args)]
     if configs[0].profile == "converged":
         check_window(configs[0].iterations, opts.eval_every)
-    experiment = Convergence(args.out, opts)
+    experiment = Convergence(args.out, opts, continuation=args.continue_check)
     experiment.prepare(configs, args.resume)
     with open_executor(executor_options(args)) as executor:   # reachable, before writing
         start = time.perf_counter()

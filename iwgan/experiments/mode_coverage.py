@@ -35,10 +35,16 @@ from iwgan.engine.config import PROTOCOLS
 from iwgan.engine.executors import executor_options, open_executor
 from iwgan.engine.records import REPO_ROOT, read_results
 from iwgan.engine.seeds import derived_generator
-from iwgan.experiments.common import MixtureExperiment, add_grid_arguments, grid_configs
+from iwgan.experiments.common import (
+    MixtureExperiment,
+    add_continuation_argument,
+    add_grid_arguments,
+    grid_configs,
+)
 from iwgan.experiments.protocols import SEARCHED, tuned_configs
 from iwgan.experiments.skeleton import Curve, finish, run_experiment
 from iwgan.files import save_npy, write_json
+from iwgan.metrics import continuation
 from iwgan.metrics.mixture import (
     EvalData,
     compute_metrics,
@@ -65,6 +71,22 @@ class MixtureCurve(Curve):
         floor = w1_floor(self.cfg.mixture, self.cfg.preset, self.w1_samples)
         return {"w1": ("w1", W1_REL, floor), "hq": ("hq_pct", 0.0, HQ_ABS)}
 
+    def continued(self, it: int, models) -> None:
+        """One evaluation of the continuation check (iwgan.metrics.continuation) into
+        ``continuation``: the curve's modes, HQ %, KL and W1, on the budget's curve's own
+        draws (a change along it is the model's)."""
+        self.continuation.append({"iteration": it, **self.coverage(models)})
+
+    def coverage(self, models) -> dict:
+        """Modes, HQ % and KL on ``eval_samples`` of the curve's fixed z's and W1 on
+        ``w1_samples`` of them against its fixed real set, as the convergence curve
+        measures them (its duality gap left out)."""
+        method = get_method(self.cfg.method)
+        samples = method.generate(models, self.z[:self.cfg.eval_samples]).numpy()
+        fake = method.generate(models, self.z[:self.w1_samples]).numpy()
+        return {**score_modes(samples, self.mixture.centres, self.mixture.std),
+                "w1": w1_exact(fake, self.real)}
+
 
 class CoverageCurve(MixtureCurve):
     """Modes, HQ % and KL on ``eval_samples`` draws and the exact W1 on
@@ -88,6 +110,9 @@ class CoverageCurve(MixtureCurve):
 
     def verdict(self, iterations: int) -> dict:
         return {"converged": np.nan} if self.w1_missing else super().verdict(iterations)
+
+    def coverage(self, models) -> dict:
+        return self.measure(0, models)   # the budget's curve's very evaluation
 
 
 def evaluate(cfg, models) -> tuple[dict, np.ndarray]:
@@ -116,8 +141,9 @@ class ModeCoverage(MixtureExperiment):
     name = "mode_coverage"
     curve_metrics = CURVE_METRICS
 
-    def __init__(self, out: Path = Path("."), samples_dir: Path | None = None):
-        super().__init__(out)
+    def __init__(self, out: Path = Path("."), samples_dir: Path | None = None,
+                 continuation: bool = False):
+        super().__init__(out, continuation)
         self.samples_dir = samples_dir
 
     def columns(self, cfg) -> dict:
@@ -137,6 +163,9 @@ class ModeCoverage(MixtureExperiment):
         self.keep(run, result)
         return measured
 
+    def continue_unit(self, unit, curves, results, measured) -> list[dict]:
+        return continue_members(self, unit, curves, measured, "")
+
     def recorded(self, rows) -> None:
         """Each trained run's samples copied beside its row, the moment it is written."""
         for row in rows:
@@ -153,6 +182,37 @@ class ModeCoverage(MixtureExperiment):
                    {f"{m}-{p}": get_mixture(m, p).to_json() for p in PRESETS for m in MIXTURES})
 
 
+def continue_members(experiment, unit, curves, measured, prefix: str) -> list[dict]:
+    """The continuation check's columns of every member of a unit whose budget's results
+    are measured and saved (``measured``: the budget's final metrics under ``prefix``):
+    the unit's trainer trains on (iwgan.engine.trainer.Trainer.extend, stacked members
+    and single runs alike), each member's curve evaluates the continuation, and its end
+    is evaluated as the budget's end was (:func:`evaluate`, the same draws). The verdict,
+    whose tolerances come from the cell's seeds, is iwgan.metrics.continuation.judge.
+    Nothing where the experiment runs without the check."""
+    trainer, experiment.trainer = experiment.trainer, None
+    if not experiment.continuation:
+        return [{} for _ in unit]
+    budget = trainer.iteration
+    ends = trainer.extend(continuation.extra_iterations(budget), continuation.lr_fraction(),
+                          continuation.evaluation_iterations(budget),
+                          lambda k, it, models: curves[k].continued(it, models))
+    out = []
+    for cfg, curve, m, end in zip(unit, curves, measured, ends):
+        models = end.pop("models")
+        row = {"continued_lr_fraction": continuation.lr_fraction(),
+               "continued_lr": continuation.lr_fraction() * cfg.lr, **end}
+        if models is not None:
+            metrics, _ = evaluate(cfg, models)
+            budget_end = [r for r in curve.records if r["iteration"] == budget]
+            row.update(continuation.trends(budget_end + curve.continuation, budget))
+            for key in ("modes", "hq_pct", "w1"):
+                row[f"continued_{key}"] = metrics[key]
+                row[f"continued_{key}_change"] = metrics[key] - m[f"{prefix}{key}"]
+        out.append(row)
+    return out
+
+
 def w1_reason(curve: CoverageCurve | None) -> dict:
     """Where POT was missing, W1 and the converged flag stay empty, and the row says why."""
     return {"w1_unavailable": curve.w1_missing} if curve and curve.w1_missing else {}
@@ -160,15 +220,17 @@ def w1_reason(curve: CoverageCurve | None) -> dict:
 
 def run_mode_coverage(configs, out: Path, jobs: int = 1, resume: bool = False,
                       stack: str = "auto", max_stack: int | None = None,
-                      samples_dir: Path | None = None, executor=None) -> list:
+                      samples_dir: Path | None = None, executor=None,
+                      continuation: bool = False) -> list:
     """The mode-coverage grid into ``out``: one results row per run, written as each unit
     finishes (iwgan.experiments.skeleton.run_experiment)."""
-    return run_experiment(ModeCoverage(out, samples_dir), configs, executor, jobs, resume,
-                          stack, max_stack)
+    return run_experiment(ModeCoverage(out, samples_dir, continuation), configs, executor,
+                          jobs, resume, stack, max_stack)
 
 
 def add_arguments(p) -> None:
     add_grid_arguments(p)
+    add_continuation_argument(p)
     add_protocol_argument(p)
 
 
@@ -190,7 +252,8 @@ def command(args) -> int:
                                  "identical")
         configs = tuned_configs(configs, args.out / "results")
     results = args.out / "results"
-    experiment = ModeCoverage(args.out, samples_dir=results / "mode_coverage_samples")
+    experiment = ModeCoverage(args.out, samples_dir=results / "mode_coverage_samples",
+                              continuation=args.continue_check)
     with open_executor(executor_options(args)) as executor:   # reachable, before writing
         start = time.perf_counter()
         rows = run_experiment(experiment, configs, executor, resume=args.resume,

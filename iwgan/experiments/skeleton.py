@@ -67,6 +67,7 @@ class Curve:
     def __init__(self, cfg, every: int):
         self.cfg, self.every = cfg, every
         self.records: list[dict] = []
+        self.continuation: list[dict] = []   # the continuation check's (mixture curves)
         self.seconds = 0.0          # time spent evaluating, outside training time
         self.last_log: dict = {}    # the last logged training record
 
@@ -208,6 +209,11 @@ class Experiment:
         keeps of it (samples, arrays, checkpoint)."""
         raise NotImplementedError
 
+    def continue_unit(self, unit, curves: list, results: list, measured: list) -> list[dict]:
+        """Columns every member's row gets after its budget's are measured and saved (the
+        continuation check of the mixture experiments); none by default."""
+        return [{} for _ in unit]
+
     def unmeasured(self, cfg, curve: Curve | None) -> dict:
         """The measured columns of a run that diverged (or failed: no curve), as NaN."""
         return {"converged": False}
@@ -243,11 +249,14 @@ def run_unit(unit, experiment: Experiment, progress=None, resume: bool = False,
     results = experiment.train(unit, runs, hooks, resume=resume, stop_after=stop_after)
     if stop_after is not None:
         return []
+    measured = [experiment.unmeasured(cfg, curve) if result.status == "diverged"
+                else experiment.measure(cfg, result, curve, run)
+                for cfg, run, curve, result in zip(unit, runs, curves, results)]
+    # after the budget's metrics and checkpoints: a continuation trains the networks on
+    continued = experiment.continue_unit(unit, curves, results, measured)
     out = []
-    for cfg, run, curve, result in zip(unit, runs, curves, results):
-        measured = (experiment.unmeasured(cfg, curve) if result.status == "diverged"
-                    else experiment.measure(cfg, result, curve, run))
-        row = run.close(result, measured)
+    for run, curve, result, m, c in zip(runs, curves, results, measured, continued):
+        row = run.close(result, {**m, **c})
         records = curve.records if curve is not None else []
         out.append((row, curve_frame(records, row, experiment.curve_metrics)
                     if experiment.curve_metrics else None))
