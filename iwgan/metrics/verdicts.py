@@ -154,7 +154,8 @@ RULES = {r.claim: r for r in (
 # The run-level flags, written down before the runs that will be judged by them.
 COLLAPSE = {"hq_pct_below": 5.0, "modes_below_fraction_of_k": 0.5}
 DEGRADED_LATE = {"window": 0.5, "hq_drop_points": 10.0, "modes_held_evaluations": 2}
-# The continuation check (not run yet; docs/verdicts.md states how it will decide).
+# The continuation check (docs/verdicts.md states how it decides; applied by
+# iwgan.metrics.continuation, run by --continue-check).
 CONTINUATION = {"extra_fraction": 0.25, "lr_fraction": 0.1, "evaluations": 6,
                 "w1_tolerance_seed_sds": 1.0, "hq_tolerance_seed_sds": 1.0,
                 "hq_tolerance_min_points": 2.0}
