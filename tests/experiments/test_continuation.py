@@ -17,8 +17,9 @@ from iwgan.metrics.continuation import judge
 pytestmark = pytest.mark.slow
 
 ITERATIONS = 32     # 16 evaluations every 2; the continuation: 8 iterations, 6 evaluations
+# what two runs of one config may differ in: times, and the record of the working tree
 TIMES = {"train_seconds", "eval_seconds", "curve_seconds", "continued_seconds", "started",
-         "finished", "stacked"}
+         "finished", "stacked", "commit", "dirty"}
 COLUMNS = ("continued_lr_fraction", "continued_lr", "continued_status",
            "continued_iterations", "continued_diverged_at", "continued_seconds",
            "continued_evaluations", "continued_w1_trend", "continued_hq_trend",
