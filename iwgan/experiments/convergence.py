@@ -330,6 +330,7 @@ class Convergence(MixtureExperiment):
         start = time.perf_counter()
         metrics, _ = evaluate(cfg, result.models)
         row.update({f"final_{k}": v for k, v in metrics.items()})
+        row.update(curve.flags(metrics))
         row["final_eval_seconds"] = time.perf_counter() - start
         start = time.perf_counter()
         scalars, arrays = final_analysis(result.models, cfg, self.opts)
