@@ -99,7 +99,7 @@ RULES = {r.claim: r for r in (
          "the raw correlation and that of -iteration with W1; final gap against final W1 "
          "across seeds; runs whose final gap is below the mixture's W1 threshold (2 x "
          "the real-vs-real floor; Wilson interval); the estimate's dependence on its "
-         "inner steps (not run here)",
+         "inner steps (`convergence --final-gap-steps`, tabulated where run)",
          "convergence.md"),
     Rule("C4", "The latent space is close to N(0, I)",
          "\"the joint distribution of any two dimensions of Q(X) is close to a bivariate "
