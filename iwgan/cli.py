@@ -20,6 +20,7 @@ from iwgan.experiments import (
     convergence,
     images,
     migrate_bigan,
+    migrate_flags,
     mode_coverage,
     regression,
     throughput,
@@ -152,6 +153,12 @@ COMMANDS = [
      "regression references, files named by a run id and benchmark records; atomic per "
      "file, and a second run changes nothing. --check changes nothing and exits 1 if such "
      "a record remains."),
+    ("migrate-flags", migrate_flags, "fill in the collapsed / mode_lost / degraded_late "
+     "flags of mixture rows recorded before runs recorded them", "Compute each trained "
+     "mixture row's missing run flags (docs/verdicts.md) from its final modes and HQ % "
+     "and its curve, by the function a run calls; atomic per table, under its lock; a "
+     "recorded flag is kept, so a second run changes nothing. --check changes nothing and "
+     "exits 1 if a trained row lacks its flags."),
 ]
 
 

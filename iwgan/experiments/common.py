@@ -41,6 +41,21 @@ def default_profile(device: str) -> str:
     return "paper" if torch.device(device).type == "cuda" else "quick"
 
 
+def add_migration_arguments(p: argparse.ArgumentParser, remains: str) -> None:
+    """--out and --check of a command that rewrites results/ in place."""
+    p.add_argument("--out", type=Path, default=Path("."), help="root of results/")
+    p.add_argument("--check", action="store_true",
+                   help=f"change nothing; exit 1 if {remains}")
+
+
+def results_folder(args) -> Path:
+    """The results/ folder under --out, refused (one line) where there is none."""
+    results = Path(args.out) / "results"
+    if not results.is_dir():
+        raise ValueError(f"{results}: no results folder; give the root that holds it (--out)")
+    return results
+
+
 def add_device_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None,
                    help="cpu, cuda or cuda:N (default: cuda where torch sees one, else cpu)")

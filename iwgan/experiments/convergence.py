@@ -91,6 +91,9 @@ class ConvergenceOptions:
     hq_target: float = 90.0          # criterion (a): all modes and HQ % >= this
     w1_floor_factor: float = 2.0     # criterion (b): W1 <= factor x the real-vs-real floor
     alpha: float = 0.05              # HDR coverage 1 - alpha
+    # eq. (4) once more on the final models with each of these inner-step counts, on one
+    # held-out set and one stream of batches (its sensitivity to the steps; empty: not run)
+    final_gap_steps: tuple[int, ...] = ()
 
     def __post_init__(self):
         for name in ("eval_every", "gap_steps", "gap_samples", "w1_samples",
@@ -103,9 +106,18 @@ class ConvergenceOptions:
         if not 0 <= self.hq_target <= 100:
             raise ValueError(f"hq_target must lie in [0, 100], got {self.hq_target}")
         quality.check_alpha(self.alpha)
+        if any(not isinstance(n, int) or n <= 0 for n in self.final_gap_steps):
+            raise ValueError(f"final_gap_steps must be positive integers, got "
+                             f"{self.final_gap_steps!r}")
+
+    def recorded(self) -> dict:
+        """The options a row records and hashes; without final gaps, the options as they
+        were before final gaps existed, so that the runs recorded then still resume."""
+        return {k: (",".join(map(str, v)) if k == "final_gap_steps" else v)
+                for k, v in asdict(self).items() if k != "final_gap_steps" or v}
 
     def hash(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        blob = json.dumps(self.recorded(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
@@ -239,6 +251,18 @@ def summarise(curve: pd.DataFrame, history: list[dict], cfg, opts, n_modes: int)
 # After training: latent space, quality score, interpolations
 # ---------------------------------------------------------------------------------------
 
+def final_gaps(models, cfg, opts) -> dict:
+    """eq. (4) on the final models with each of ``opts.final_gap_steps`` inner Adam steps
+    (``final_gap_<steps>``), every estimate on the same held-out set and the same stream
+    of batches: how far the curve's ``gap_steps``-step estimate is from the sup and inf it
+    stands for."""
+    mixture = get_mixture(cfg.mixture, cfg.preset)
+    return {f"final_gap_{n}": duality_gap(models, cfg, mixture.sample,
+                                          derived_generator(cfg.seed, "final-gap"), n,
+                                          opts.gap_samples)["dual_gap"]
+            for n in opts.final_gap_steps}
+
+
 def final_analysis(models, cfg, opts) -> tuple[dict, dict]:
     """Scalars for the results row and arrays for the report; n/a (NaN) where the method
     has no encoder."""
@@ -312,7 +336,7 @@ class Convergence(MixtureExperiment):
             gap_value(get_method(method))   # one line on a method without a duality gap
 
     def columns(self, cfg) -> dict:
-        return {**super().columns(cfg), **{f"opt_{k}": v for k, v in asdict(self.opts).items()},
+        return {**super().columns(cfg), **{f"opt_{k}": v for k, v in self.opts.recorded().items()},
                 "options_hash": self.opts.hash(),
                 "gap_kind": gap_value(get_method(cfg.method)).kind}
 
@@ -332,6 +356,8 @@ class Convergence(MixtureExperiment):
         start = time.perf_counter()
         metrics, _ = evaluate(cfg, result.models)
         row.update({f"final_{k}": v for k, v in metrics.items()})
+        row.update(curve.flags(metrics))
+        row.update(final_gaps(result.models, cfg, self.opts))
         row["final_eval_seconds"] = time.perf_counter() - start
         start = time.perf_counter()
         scalars, arrays = final_analysis(result.models, cfg, self.opts)
@@ -387,6 +413,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="M: iterations between evaluations (default 250)")
     p.add_argument("--gap-steps", type=positive_int, default=15,
                    help="Adam steps of the sup and of the inf copy in eq. (4) (default 15)")
+    p.add_argument("--final-gap-steps", type=positive_int, nargs="+", default=(),
+                   metavar="STEPS", help="also estimate eq. (4) on the final models with "
+                   "each of these inner-step counts (e.g. 15 100 500), recorded as "
+                   "final_gap_<steps>: the estimate's sensitivity to its steps")
     p.add_argument("--w1-samples", type=positive_int, default=1000,
                    help="points per side of the W1 curves (default 1000)")
     p.add_argument("--alpha", type=float, default=0.05,
@@ -395,7 +425,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def command(args) -> int:
     opts = ConvergenceOptions(eval_every=args.eval_every, gap_steps=args.gap_steps,
-                              w1_samples=args.w1_samples, alpha=args.alpha)
+                              w1_samples=args.w1_samples, alpha=args.alpha,
+                              final_gap_steps=tuple(args.final_gap_steps))
     # Every iteration logged: Algorithm 1's stopping rule is replayed on the full history.
     configs = [dataclasses.replace(c, log_every=1) for c in grid_configs(args)]
     if configs[0].profile == "converged":

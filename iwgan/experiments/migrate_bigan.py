@@ -40,6 +40,7 @@ from pathlib import Path
 
 from iwgan.engine.config import ImageConfig, MixtureConfig, parse_field
 from iwgan.experiments import regression
+from iwgan.experiments.common import add_migration_arguments, results_folder
 from iwgan.files import atomic_write_text
 
 OLD, NEW = "ali", "bigan"
@@ -283,15 +284,11 @@ def apply(changes: dict) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=Path("."), help="root of results/")
-    p.add_argument("--check", action="store_true",
-                   help="change nothing; exit 1 if a BiGAN run recorded as ali remains")
+    add_migration_arguments(p, "a BiGAN run recorded as ali remains")
 
 
 def command(args) -> int:
-    results = Path(args.out) / "results"
-    if not results.is_dir():
-        raise ValueError(f"{results}: no results folder; give the root that holds it (--out)")
+    results = results_folder(args)
     changes = plan(results)
     for path, change in changes.items():
         what = f"rename to {change[1].name}" if isinstance(change, tuple) else "rewrite"

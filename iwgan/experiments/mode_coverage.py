@@ -54,6 +54,7 @@ from iwgan.metrics.mixture import (
     w1_unavailable,
 )
 from iwgan.metrics.plateau import HQ_ABS, W1_REL, curve_every
+from iwgan.metrics.verdicts import run_flags
 
 NAN_METRICS = {"modes": np.nan, "hq_pct": np.nan, "kl": np.nan, "w1": np.nan,
                "recon_error": np.nan, "latent_mmd": np.nan}
@@ -70,6 +71,12 @@ class MixtureCurve(Curve):
     def limits(self) -> dict:
         floor = w1_floor(self.cfg.mixture, self.cfg.preset, self.w1_samples)
         return {"w1": ("w1", W1_REL, floor), "hq": ("hq_pct", 0.0, HQ_ABS)}
+
+    def flags(self, final: dict) -> dict:
+        """The run's collapsed / mode_lost / degraded_late flags (docs/verdicts.md) from
+        its final metrics and this curve."""
+        k = get_mixture(self.cfg.mixture, self.cfg.preset).n_modes
+        return run_flags(self.records, final["modes"], final["hq_pct"], k)
 
     def continued(self, it: int, models) -> None:
         """One evaluation of the continuation check (iwgan.metrics.continuation) into
@@ -158,7 +165,8 @@ class ModeCoverage(MixtureExperiment):
         start = time.perf_counter()
         metrics, samples = evaluate(cfg, result.models)
         measured = {"eval_seconds": time.perf_counter() - start, "curve_seconds": curve.seconds,
-                    **metrics, **curve.verdict(result.iterations), **w1_reason(curve)}
+                    **metrics, **curve.verdict(result.iterations), **curve.flags(metrics),
+                    **w1_reason(curve)}
         save_npy(run.path / "samples.npy", samples)
         self.keep(run, result)
         return measured

@@ -99,7 +99,7 @@ RULES = {r.claim: r for r in (
          "the raw correlation and that of -iteration with W1; final gap against final W1 "
          "across seeds; runs whose final gap is below the mixture's W1 threshold (2 x "
          "the real-vs-real floor; Wilson interval); the estimate's dependence on its "
-         "inner steps (not run here)",
+         "inner steps (`convergence --final-gap-steps`, tabulated where run)",
          "convergence.md"),
     Rule("C4", "The latent space is close to N(0, I)",
          "\"the joint distribution of any two dimensions of Q(X) is close to a bivariate "
@@ -408,6 +408,30 @@ def degraded_late(curve: pd.DataFrame) -> bool:
     hq_drop = late.hq_pct.max() - last.hq_pct > DEGRADED_LATE["hq_drop_points"]
     more_modes = int((late.modes > last.modes).sum()) >= DEGRADED_LATE["modes_held_evaluations"]
     return bool(hq_drop or more_modes)
+
+
+FLAG_COLUMNS = ("collapsed", "mode_lost", "degraded_late")   # each mixture run's row
+
+
+def curve_table(curves: pd.DataFrame, metrics=("modes", "hq_pct")) -> pd.DataFrame:
+    """Long curves (run_id, iteration, metric, value) as one row per run and iteration."""
+    c = curves[curves.metric.isin(metrics)]
+    return c.pivot_table(index=["run_id", "iteration"], columns="metric",
+                         values="value").reset_index()
+
+
+def run_flags(curve, modes: float, hq_pct: float, k: int) -> dict:
+    """A mixture run's flags (``FLAG_COLUMNS``) from its modes and HQ % at the end of
+    training and its curve (records or a frame with ``iteration``, ``modes``,
+    ``hq_pct``): what its row records, and what every table counts. NaN where the run has
+    no such number (it diverged; its curve has no mode counts)."""
+    c = pd.DataFrame(curve)
+    final = math.isfinite(modes) and math.isfinite(hq_pct)
+    traced = (len(c) > 0 and {"iteration", "modes", "hq_pct"} <= set(c.columns)
+              and bool(c[["modes", "hq_pct"]].notna().all().all()))
+    return {"collapsed": bool(collapsed(modes, hq_pct, k)) if final else math.nan,
+            "mode_lost": mode_lost_after_coverage(c, k) if traced else math.nan,
+            "degraded_late": degraded_late(c) if traced else math.nan}
 
 
 # ---------------------------------------------------------------------------------------

@@ -122,6 +122,15 @@ def trained(df: pd.DataFrame) -> pd.DataFrame:
     return df[df.status.isin(TRAINED)]
 
 
+FLAG_TEXT = {"True": True, "1.0": True, "1": True, "False": False, "0.0": False, "0": False}
+
+
+def flag_values(column: pd.Series) -> pd.Series:
+    """A yes/no column of a results table (``converged``, ``collapsed``, ...) as True,
+    False or NaN (not known), however the CSV stored it (True, "True", 1.0)."""
+    return column.astype(str).map(FLAG_TEXT)
+
+
 def identical(df: pd.DataFrame) -> pd.DataFrame:
     """The rows of the identical protocol (the paper's comparison), on which the claims'
     verdicts and the cross-profile comparisons are stated: a tuned run is never averaged

@@ -25,6 +25,7 @@ from iwgan.reporting.common import (
     AXES,
     PROFILE_ORDER,
     draw_mixture,
+    flag_values,
     fmt_mean_se,
     identical,
     markdown_table,
@@ -93,8 +94,12 @@ def build_report(results: Path, reports: Path) -> Path:
            "evaluations, a least-squares line "
            f"through W1 moves by at most {W1_REL:.0%} of its level plus W1's noise floor "
            f"and one through HQ % by at most {HQ_ABS:g} points. It says a run plateaued, not "
-           "that it is good. n/a: the run is too short for the rule. A cell whose runs did "
-           "not all converge is shown as two rows, its converged runs and the others.", ""]
+           "that it is good. n/a: the run is too short for the rule. **Collapsed** counts "
+           "the runs with fewer than K/2 modes or under 5 % HQ at the end, **degraded "
+           "late** those that were better during the last half of training than at its "
+           "end (docs/verdicts.md states both; each row of results/ records them). A row "
+           "holds all of its cell's runs: no mean is taken over the runs a flag selects.",
+           ""]
     # Tables per protocol; the sections that compare profiles, presets or the literature
     # read the identical protocol's rows (a tuned run is never averaged with them).
     tuned_runs, df_all, df = df[df.protocol == "tuned"], df, identical(df)
@@ -138,55 +143,50 @@ def build_report(results: Path, reports: Path) -> Path:
 def is_converged(flags: pd.Series) -> pd.Series:
     """The ``converged`` column as booleans, however the CSV stored it (True, "True",
     1.0); a missing flag (the rule did not apply) reads False."""
-    return flags.astype(str).isin(["True", "1.0"])
+    return flag_values(flags).eq(True)
 
 
-def convergence_groups(cell: pd.DataFrame):
-    """(label, runs) of a cell: all of it when its runs agree on converging, else its
-    converged runs and the others apart (never averaged together)."""
-    status = is_converged(cell.converged).astype(object).where(cell.converged.notna(), "n/a")
-    finished = trained(cell)
-    if set(status[finished.index]) <= {True} or set(status[finished.index]) <= {False} \
-            or set(status[finished.index]) <= {"n/a"}:
-        yield "", cell
-        return
-    yield " (converged runs)", cell[status == True]  # noqa: E712
-    yield " (runs not converged)", cell[status != True]  # noqa: E712
+def flag_count(cell: pd.DataFrame, column: str) -> str:
+    """"k/n": of the cell's n trained runs, the k whose ``column`` flag is set (n/a: no
+    run has it recorded, e.g. too short for the plateau rule)."""
+    ok = trained(cell)
+    known = flag_values(ok[column]).dropna() if column in ok else []
+    if len(known) == 0:
+        return "n/a"
+    return f"{int(known.eq(True).sum())}/{len(ok)}"
 
 
 def converged_count(cell: pd.DataFrame) -> str:
-    ok = trained(cell)
-    known = ok.converged.dropna() if "converged" in ok else []
-    if len(known) == 0:
-        return "n/a"
-    return f"{int(is_converged(known).sum())}/{len(ok)}"
+    return flag_count(cell, "converged")
 
 
 def cell_rows(sub, mixtures, preset):
-    """One row per cell (per converged/not-converged half of a mixed cell)."""
+    """One row per cell: every run it holds, whatever its flags (a mean is never taken
+    over the runs a flag selects), with the flags counted beside."""
     for mixture in ordered(sub["mixture"], MIXTURES):
         k = len(mixtures[f"{mixture}-{preset}"]["centres"])
         for method in ordered(sub["method"], METHOD_NAMES):
-            for _, cell in sub[(sub.mixture == mixture)
+            for _, runs in sub[(sub.mixture == mixture)
                                & (sub.method == method)].groupby("cell", sort=False):
-                for label, runs in convergence_groups(cell):
-                    ok = trained(runs)
-                    diverged = runs[runs.status == "diverged"]
-                    note = ", ".join([f"seed {s} diverged at it. {int(i)}"
-                                      for s, i in zip(diverged.seed, diverged.diverged_at)]
-                                     + [f"seed {s} failed"
-                                        for s in runs[runs.status == "failed"].seed])
-                    its = int(runs.iterations.iloc[0])
-                    per = updates_per_iteration(method, int(runs.n_critic.iloc[0]))
-                    yield {"mixture": mixture, "method": method + label,
-                           "iterations": its, "G updates": its * per, "seeds": len(ok),
-                           "converged": converged_count(runs),
-                           "modes (of K)": f"{fmt_mean_se(ok.modes, 1)} / {k}",
-                           "HQ %": fmt_mean_se(ok.hq_pct, 1), "KL": fmt_mean_se(ok.kl, 3),
-                           "W1": fmt_mean_se(ok.w1, 3),
-                           "recon": fmt_mean_se(ok.recon_error, 3),
-                           "MMD(Q)": fmt_mean_se(ok.latent_mmd, 4),
-                           "diverged / failed": note or "–"}
+                ok = trained(runs)
+                diverged = runs[runs.status == "diverged"]
+                note = ", ".join([f"seed {s} diverged at it. {int(i)}"
+                                  for s, i in zip(diverged.seed, diverged.diverged_at)]
+                                 + [f"seed {s} failed"
+                                    for s in runs[runs.status == "failed"].seed])
+                its = int(runs.iterations.iloc[0])
+                per = updates_per_iteration(method, int(runs.n_critic.iloc[0]))
+                yield {"mixture": mixture, "method": method,
+                       "iterations": its, "G updates": its * per, "seeds": len(ok),
+                       "converged": converged_count(runs),
+                       "collapsed": flag_count(runs, "collapsed"),
+                       "degraded late": flag_count(runs, "degraded_late"),
+                       "modes (of K)": f"{fmt_mean_se(ok.modes, 1)} / {k}",
+                       "HQ %": fmt_mean_se(ok.hq_pct, 1), "KL": fmt_mean_se(ok.kl, 3),
+                       "W1": fmt_mean_se(ok.w1, 3),
+                       "recon": fmt_mean_se(ok.recon_error, 3),
+                       "MMD(Q)": fmt_mean_se(ok.latent_mmd, 4),
+                       "diverged / failed": note or "–"}
 
 
 # What a CPU run's ``device`` column holds (records.device_name: the processor's name);

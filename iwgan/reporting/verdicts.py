@@ -36,18 +36,17 @@ from iwgan.metrics.statistics import (
 from iwgan.metrics.verdicts import (
     AGAINST,
     CLAIMED,
+    FLAG_COLUMNS,
     LATENT_REFERENCES,
     NON_INFERIORITY,
     POWER,
     RULES,
     Verdict,
     against_threshold,
-    collapsed,
     compare_methods,
-    degraded_late,
+    curve_table,
     latent_margin,
     mean_log,
-    mode_lost_after_coverage,
     not_run,
     pair_mmd2,
     seeds_per_cell,
@@ -55,6 +54,7 @@ from iwgan.metrics.verdicts import (
 )
 from iwgan.reporting.common import (
     AXES,
+    flag_values,
     markdown_table,
     methods_with,
     on_three_axes,
@@ -265,25 +265,14 @@ def c1_verdicts(runs: pd.DataFrame, preset: str) -> list[tuple[Verdict, int]]:
     return out
 
 
-def curve_table(curves: pd.DataFrame, metrics=("modes", "hq_pct")) -> pd.DataFrame:
-    """Long curves (run_id, iteration, metric, value) as one row per run and iteration."""
-    c = curves[curves.metric.isin(metrics)]
-    return c.pivot_table(index=["run_id", "iteration"], columns="metric",
-                         values="value").reset_index()
-
-
-def run_flags(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
-    """Per run: all K modes at the end, collapsed, a mode lost after covering all (on its
-    curve), degraded_late."""
-    have = curves[curves.run_id.isin(set(runs.run_id))] if len(curves) else curves
-    by_run = dict(tuple(curve_table(have).groupby("run_id"))) if len(have) else {}
+def run_flags(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per run: all K modes at the end, and the flags its row records (``FLAG_COLUMNS``,
+    iwgan.metrics.verdicts.run_flags; NaN: not known, e.g. a row recorded before the flags
+    existed that ``migrate-flags`` has not filled)."""
     out = runs[["run_id", "method", "mixture", "seed", "k", "modes", "hq_pct"]].copy()
     out["all_modes"] = rules.success(out.modes, out.k)
-    out["collapsed"] = collapsed(out.modes, out.hq_pct, out.k)
-    out["mode_lost"] = [mode_lost_after_coverage(by_run[r], k) if r in by_run else np.nan
-                        for r, k in zip(out.run_id, out.k)]
-    out["degraded_late"] = [degraded_late(by_run[r]) if r in by_run else np.nan
-                            for r in out.run_id]
+    for column in FLAG_COLUMNS:
+        out[column] = flag_values(runs[column]) if column in runs else np.nan
     return out
 
 
@@ -320,12 +309,12 @@ def flags_table(flags: pd.DataFrame) -> str:
     return markdown_table(pd.DataFrame(rows))
 
 
-def c1_section(runs: pd.DataFrame, curves: pd.DataFrame, preset: str) -> list[str]:
+def c1_section(runs: pd.DataFrame, preset: str) -> list[str]:
     """C1's verdicts and its run-level flags, for one profile and preset."""
     out = []
     for v, digits in c1_verdicts(runs, preset):
         out += verdict_markdown(v, digits)
-    flags = run_flags(runs, curves)
+    flags = run_flags(runs)
     counts = all_modes_counts(flags)
     summary = "; ".join(f"{m} {k}/{n} [{100 * wilson(k, n)[0]:.0f}, "
                         f"{100 * wilson(k, n)[1]:.0f} %]"
@@ -627,7 +616,7 @@ def convergence_verdicts(sub: pd.DataFrame, cur: pd.DataFrame, results: Path) ->
         out += [verdicts_heading(profile, preset, protocol, budget), "", INTRO, "",
                 "#### C1 on these runs (the mode-coverage table's runs are in "
                 "reports/mode_coverage.md)", ""]
-        out += c1_section(c1_runs(runs, "convergence"), cur, preset)
+        out += c1_section(c1_runs(runs, "convergence"), preset)
         out += ["#### C2 to C5", ""]
         for v in c2_verdicts(runs, cur):
             out += verdict_markdown(v)
@@ -647,7 +636,7 @@ def mode_coverage_verdicts(sub: pd.DataFrame, curves: pd.DataFrame) -> list[str]
     for protocol, budget, runs in by_protocol(trained(sub)):
         profile, preset = runs.profile.iloc[0], runs.preset.iloc[0]
         out += [verdicts_heading(profile, preset, protocol, budget), "", INTRO, ""]
-        out += c1_section(c1_runs(runs, "mode_coverage"), curves, preset)
+        out += c1_section(c1_runs(runs, "mode_coverage"), preset)
     return out
 
 

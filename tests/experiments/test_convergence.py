@@ -2,6 +2,7 @@
 tiny end-to-end `convergence` run with its report."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -155,3 +156,28 @@ def test_resume_re_runs_what_a_changed_evaluation_option_invalidates(tmp_path, c
     assert "1 runs" in capsys.readouterr().out
     df = read_results(tmp_path / "results" / "convergence.csv")
     assert list(df.evaluations) == [4]
+
+
+def test_the_default_options_hash_as_before_final_gaps_existed_so_committed_runs_resume():
+    committed = pd.read_csv(Path(__file__).parents[2] / "results" / "convergence.csv")
+    assert set(committed.options_hash) == {ConvergenceOptions().hash()}
+    assert "final_gap_steps" not in ConvergenceOptions().recorded()
+    assert ConvergenceOptions(final_gap_steps=(15, 100)).hash() != ConvergenceOptions().hash()
+    with pytest.raises(ValueError, match="final_gap_steps"):
+        ConvergenceOptions(final_gap_steps=(15, 0))
+
+
+@pytest.mark.slow
+def test_final_gaps_at_several_inner_steps_are_recorded_and_reported(tmp_path):
+    args = ["convergence", "--profile", "tiny", "--seeds", "2", "--mixtures", "ring",
+            "--methods", "iwgan", "--out", str(tmp_path), "--jobs", "1", "--eval-every", "3",
+            "--gap-steps", "2", "--w1-samples", "100", "--final-gap-steps", "2", "40"]
+    assert main(args) == 0
+    df = read_results(tmp_path / "results" / "convergence.csv")
+    assert set(df.opt_final_gap_steps) == {"2,40"}
+    assert np.isfinite(df[["final_gap_2", "final_gap_40"]].to_numpy()).all()
+    # 40 Adam steps of the sup copy of f and of the inf copy move them further than 2
+    assert (df.final_gap_40 != df.final_gap_2).all()
+    report = (tmp_path / "reports" / "convergence.md").read_text()
+    table = report.split("### eq. (4)'s sensitivity to its inner steps")[1]
+    assert "| ring | iwgan | 2 |" in table and "40 − 2 steps" in table

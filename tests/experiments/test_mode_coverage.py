@@ -6,8 +6,10 @@ import pandas as pd
 import pytest
 
 from iwgan.cli import main
+from iwgan.data.mixtures import get_mixture
 from iwgan.engine.records import SCHEMA_VERSION, read_results
 from iwgan.experiments.common import add_grid_arguments, grid_configs
+from iwgan.metrics.verdicts import FLAG_COLUMNS, curve_table, run_flags
 
 pytestmark = pytest.mark.slow
 
@@ -24,6 +26,14 @@ def test_mode_coverage_end_to_end_then_the_report_is_rebuilt_from_results(tmp_pa
     for name in ("config.json", "manifest.json", "log.jsonl", "metrics.json", "samples.npy",
                  "checkpoint.pt"):
         assert (run / name).exists(), name
+    # Each row records its flags, as the function migrate-flags calls gives them from the
+    # row's final numbers and its curve in results/.
+    curves = curve_table(pd.read_csv(tmp_path / "results" / "mode_coverage_curves.csv"))
+    for r in df.itertuples():
+        k = get_mixture(r.mixture, r.preset).n_modes
+        assert {c: getattr(r, c) for c in FLAG_COLUMNS} == run_flags(
+            curves[curves.run_id == r.run_id], r.modes, r.hq_pct, k)
+    assert main(["migrate-flags", "--check", "--out", str(tmp_path)]) == 0
     report = (tmp_path / "reports" / "mode_coverage.md").read_text()
     assert "tiny profile, literature preset" in report and "| ring | iwgan |" in report
     first = report

@@ -31,6 +31,7 @@ from iwgan.metrics.verdicts import (
     mean_log,
     mode_lost_after_coverage,
     pair_mmd2,
+    run_flags,
     seeds_per_cell,
     seeds_split,
     success,
@@ -190,6 +191,19 @@ def test_the_run_flags_on_curves_drawn_for_them():
     assert mode_lost_after_coverage(flicker, 8)     # it did cover all 8 once
     assert not degraded_late(flicker)               # one evaluation is not a late decline
     assert list(collapsed([8, 3, 8], [80.0, 50.0, 4.9], 8)) == [False, True, True]
+
+
+def test_a_runs_recorded_flags_come_from_its_curve_as_records_and_are_unknown_without_one():
+    # The paper ring's seed 4 in shape, as a run's curve records it (a list of dicts).
+    records = curve([2, 8, 8, 8, 8, 8, 8, 7, 6, 5, 7],
+                    [0, 60, 80, 83, 83, 82, 83, 32, 41, 42, 39]).to_dict("records")
+    assert run_flags(records, 7.0, 40.0, 8) == {"collapsed": False, "mode_lost": True,
+                                                 "degraded_late": True}
+    assert run_flags(records, 3.0, 40.0, 8)["collapsed"]          # fewer than K/2 modes
+    no_curve = run_flags([], 8.0, 80.0, 8)
+    assert no_curve["collapsed"] is False
+    assert np.isnan(no_curve["mode_lost"]) and np.isnan(no_curve["degraded_late"])
+    assert np.isnan(run_flags(records, float("nan"), float("nan"), 8)["collapsed"])
 
 
 def test_pairs_of_codes_from_the_prior_score_below_the_margin_and_wider_codes_above():

@@ -1,5 +1,6 @@
-"""reports/mode_coverage.md from made-up results: convergence counted and never averaged
-across converged and unconverged runs, budgets never mixed in one cell, the literature
+"""reports/mode_coverage.md from made-up results: the run flags counted beside every
+cell's mean over all its runs (never a mean over the runs a flag selects), budgets never
+mixed in one cell, the literature
 beside the literature preset with an equivalence verdict per baseline, quick against
 converged for every cell."""
 
@@ -41,17 +42,21 @@ def write_into(results, rows):
     return (build_report(results, results.parent / "reports")).read_text()
 
 
-def test_a_cell_whose_runs_did_not_all_converge_is_split_and_budgets_are_not_mixed(tmp_path):
-    rows = [row("converged", "paper", "ring", "iwgan", s, 8, 80.0, converged=c)
-            for s, c in ((0, True), (1, True), (2, False))]
+def test_a_cell_counts_its_flags_beside_the_mean_of_all_its_runs_and_budgets_are_not_mixed(
+        tmp_path):
+    rows = [dict(row("converged", "paper", "ring", "iwgan", s, m, hq, converged=c),
+                 collapsed=m < 4, degraded_late=s == 1)
+            for s, c, m, hq in ((0, True, 8, 80.0), (1, True, 8, 70.0), (2, False, 2, 30.0))]
     rows += [row("converged", "paper", "ring", "iwgan", 0, 4, 10.0, iterations=100)]
     text = write(tmp_path, rows)
     table = [line for line in text.splitlines()
              if line.startswith("| ring | iwgan") and " / 8 |" in line]   # modes of K = 8
-    assert len(table) == 3                      # converged runs, the other run, 100 its
-    assert any("(converged runs)" in line and "| 2 | 2/2 |" in line for line in table)
-    assert any("(runs not converged)" in line and "| 1 | 0/1 |" in line for line in table)
-    assert any("| 100 |" in line and "4.0" in line for line in table)
+    assert len(table) == 2                      # 5,000 iterations (all 3 runs), 100 its
+    full = next(line for line in table if "| 5000 |" in line)
+    # converged 2/3, collapsed 1/3, degraded late 1/3; modes 6.0 ± 2.0, HQ 60.0 ± 15.3
+    assert "| 3 | 2/3 | 1/3 | 1/3 | 6.0 ± 2.0 / 8 | 60.0 ± 15.3 |" in full
+    short = next(line for line in table if "| 100 |" in line)
+    assert "| 1 | 1/1 | n/a | n/a | 4.0" in short         # a row without flags: not known
     assert "3 of 4 runs converged." in text
 
 

@@ -48,8 +48,7 @@ def test_all_modes_at_the_end_is_recounted_from_the_csv_run_by_run(profile):
         full = int(r.final_modes == get_mixture(r.mixture, "paper").n_modes)
         done, n = expected.get(r.method, (0, 0))
         expected[r.method] = (done + full, n + 1)
-    curves = pd.read_csv(RESULTS / "convergence_curves.csv")
-    counts = all_modes_counts(run_flags(c1_runs(runs, "convergence"), curves))
+    counts = all_modes_counts(run_flags(c1_runs(runs, "convergence")))
     assert counts == expected
     if profile == "converged":
         assert counts["iwgan"] == (6, 15) and counts["wgan_gp"] == (6, 15)
