@@ -246,7 +246,8 @@ class Trainer:
         kept), calling ``evaluate(k, iteration, models)`` at the iterations of
         ``evaluate_at``. Stacked members and single runs alike; no hook runs, so the
         budget's logs, stopping rule and results are left as they were (call it after the
-        budget's results are measured and saved: it trains the very networks on). One dict
+        budget's results are measured and saved: it trains the very networks on);
+        ``evaluate`` gets the member's training seconds then as a fourth argument. One dict
         per member: ``continued_status`` (finished, diverged, or why it was not
         continued), ``continued_iterations``, ``continued_diverged_at``,
         ``continued_seconds`` (its share of the continuation's training time) and
@@ -276,9 +277,10 @@ class Trainer:
             if not going:
                 break
             if it in evaluate_at:
+                seconds = self.share()
                 with self.clock.evaluation():
                     for k in going:
-                        evaluate(k, it, self.members.member(k))
+                        evaluate(k, it, self.members.member(k), seconds)
         seconds = self.share() - before
         for k in started:
             out[k]["continued_seconds"] = seconds

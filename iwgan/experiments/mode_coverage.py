@@ -33,7 +33,7 @@ from iwgan.core.methods import get_method
 from iwgan.data.mixtures import MIXTURES, PRESETS, get_mixture
 from iwgan.engine.config import PROTOCOLS
 from iwgan.engine.executors import executor_options, open_executor
-from iwgan.engine.records import REPO_ROOT, read_results
+from iwgan.engine.records import REPO_ROOT, curve_frame, read_results, upsert_curves
 from iwgan.engine.seeds import derived_generator
 from iwgan.experiments.common import (
     MixtureExperiment,
@@ -78,11 +78,12 @@ class MixtureCurve(Curve):
         k = get_mixture(self.cfg.mixture, self.cfg.preset).n_modes
         return run_flags(self.records, final["modes"], final["hq_pct"], k)
 
-    def continued(self, it: int, models) -> None:
+    def continued(self, it: int, models, seconds: float) -> None:
         """One evaluation of the continuation check (iwgan.metrics.continuation) into
         ``continuation``: the curve's modes, HQ %, KL and W1, on the budget's curve's own
-        draws (a change along it is the model's)."""
-        self.continuation.append({"iteration": it, **self.coverage(models)})
+        draws (a change along it is the model's), at ``seconds`` of training."""
+        self.continuation.append({"iteration": it, "train_seconds": seconds,
+                                  **self.coverage(models)})
 
     def coverage(self, models) -> dict:
         """Modes, HQ % and KL on ``eval_samples`` of the curve's fixed z's and W1 on
@@ -195,8 +196,10 @@ def continue_members(experiment, unit, curves, measured, prefix: str) -> list[di
     are measured and saved (``measured``: the budget's final metrics under ``prefix``):
     the unit's trainer trains on (iwgan.engine.trainer.Trainer.extend, stacked members
     and single runs alike), each member's curve evaluates the continuation, and its end
-    is evaluated as the budget's end was (:func:`evaluate`, the same draws). The verdict,
-    whose tolerances come from the cell's seeds, is iwgan.metrics.continuation.judge.
+    is evaluated as the budget's end was (:func:`evaluate`, the same draws). Its curves go
+    to ``results/<experiment>_continuation_curves.csv`` (written here, under the file's
+    lock; the budget's curves file is left as it was). The verdict, whose tolerances come
+    from the cell's seeds, is iwgan.metrics.continuation.judge.
     Nothing where the experiment runs without the check."""
     trainer, experiment.trainer = experiment.trainer, None
     if not experiment.continuation:
@@ -204,7 +207,8 @@ def continue_members(experiment, unit, curves, measured, prefix: str) -> list[di
     budget = trainer.iteration
     ends = trainer.extend(continuation.extra_iterations(budget), continuation.lr_fraction(),
                           continuation.evaluation_iterations(budget),
-                          lambda k, it, models: curves[k].continued(it, models))
+                          lambda k, it, models, seconds: curves[k].continued(it, models,
+                                                                             seconds))
     out = []
     for cfg, curve, m, end in zip(unit, curves, measured, ends):
         models = end.pop("models")
@@ -218,6 +222,11 @@ def continue_members(experiment, unit, curves, measured, prefix: str) -> list[di
                 row[f"continued_{key}"] = metrics[key]
                 row[f"continued_{key}_change"] = metrics[key] - m[f"{prefix}{key}"]
         out.append(row)
+    frames = [curve_frame(curve.continuation, experiment.columns(cfg), CURVE_METRICS)
+              for cfg, curve in zip(unit, curves) if curve.continuation]
+    if frames:
+        name = f"{experiment.name}_continuation_curves.csv"
+        upsert_curves(experiment.results_csv.with_name(name), frames)
     return out
 
 

@@ -8,7 +8,7 @@ import torch
 
 from iwgan.cli import main
 from iwgan.engine.config import make_config
-from iwgan.engine.records import read_results
+from iwgan.engine.records import read_curves, read_results
 from iwgan.experiments.convergence import Convergence, ConvergenceOptions
 from iwgan.experiments.mode_coverage import ModeCoverage
 from iwgan.experiments.skeleton import run_unit
@@ -55,6 +55,11 @@ def test_stacked_and_single_runs_continue_alike_and_keep_their_budgets_results(t
         assert row["continued_evaluations"] == 7        # the budget's end and 6 more
         assert row["continued_lr"] == pytest.approx(0.1 * cfgs[0].lr)
         assert row["continued_w1_change"] == pytest.approx(row["continued_w1"] - row["w1"])
+    # the continuation's curves beside the budget's: 6 evaluations of 4 metrics a run
+    curves = read_curves(tmp_path / "stacked" / "results" / "mode_coverage_continuation_curves.csv")
+    assert sorted(curves.run_id.unique()) == sorted(c.run_id for c in cfgs)
+    assert len(curves) == 2 * 6 * 4 and curves.iteration.min() == ITERATIONS + 1
+    assert curves.iteration.max() == ITERATIONS + 8 and curves.train_seconds.notna().all()
     # the budget's checkpoint is the budget's, not the continuation's
     for cfg in cfgs:
         ours = torch.load(tmp_path / "stacked" / "runs" / cfg.run_id / "checkpoint.pt")
