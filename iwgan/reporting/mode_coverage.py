@@ -19,6 +19,7 @@ from iwgan.core.methods import METHOD_NAMES
 from iwgan.data.mixtures import MIXTURES
 from iwgan.engine.config import PROFILES, PROTOCOLS
 from iwgan.engine.records import read_curves, read_json, read_results
+from iwgan.metrics.continuation import judge
 from iwgan.metrics.mixture import N_STD
 from iwgan.metrics.plateau import HQ_ABS, MIN_EVALUATIONS, W1_REL
 from iwgan.reporting.common import (
@@ -97,7 +98,11 @@ def build_report(results: Path, reports: Path) -> Path:
            "that it is good. n/a: the run is too short for the rule. **Collapsed** counts "
            "the runs with fewer than K/2 modes or under 5 % HQ at the end, **degraded "
            "late** those that were better during the last half of training than at its "
-           "end (docs/verdicts.md states both; each row of results/ records them). A row "
+           "end (docs/verdicts.md states both; each row of results/ records them). "
+           "**Stays converged** (where the runs ran `--continue-check`) counts the runs "
+           "that, trained on for a quarter of their budget at a constant tenth of their "
+           "rate, moved W1 and HQ % by less than the seed-to-seed spread of their cell and "
+           "kept their modes (`iwgan.metrics.continuation`). A row "
            "holds all of its cell's runs: no mean is taken over the runs a flag selects.",
            ""]
     # Tables per protocol; the sections that compare profiles, presets or the literature
@@ -163,6 +168,7 @@ def converged_count(cell: pd.DataFrame) -> str:
 def cell_rows(sub, mixtures, preset):
     """One row per cell: every run it holds, whatever its flags (a mean is never taken
     over the runs a flag selects), with the flags counted beside."""
+    continued = "continued_iterations" in sub and sub.continued_iterations.notna().any()
     for mixture in ordered(sub["mixture"], MIXTURES):
         k = len(mixtures[f"{mixture}-{preset}"]["centres"])
         for method in ordered(sub["method"], METHOD_NAMES):
@@ -179,6 +185,8 @@ def cell_rows(sub, mixtures, preset):
                 yield {"mixture": mixture, "method": method,
                        "iterations": its, "G updates": its * per, "seeds": len(ok),
                        "converged": converged_count(runs),
+                       **({"stays converged": flag_count(judge(runs), "continued_converged")}
+                          if continued else {}),
                        "collapsed": flag_count(runs, "collapsed"),
                        "degraded late": flag_count(runs, "degraded_late"),
                        "modes (of K)": f"{fmt_mean_se(ok.modes, 1)} / {k}",

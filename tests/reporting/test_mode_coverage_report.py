@@ -176,3 +176,24 @@ def test_runs_of_a_gpu_name_it_and_sit_beside_the_quarter_width_cpu_cells(tmp_pa
     runtime = text.split("## Runtime")[1]
     assert f"| paper | iwgan | {gpu} | 2 |" in runtime         # which device ran which rows
     assert "beside the quarter-width" not in write_into(tmp_path / "results", rows[4:])
+
+
+def test_the_continuation_check_is_counted_where_the_runs_ran_it(tmp_path):
+    """Tolerances from the cell's seed spread (final HQ % 80, 70, 60: s.d. 10 points; W1
+    0.2 each: s.d. 0, so W1 must not move): seed 0 stays, seed 1 moves HQ % by 12 points,
+    seed 2 loses a mode."""
+    def continued(seed, hq, hq_trend, modes_after):
+        return dict(row("converged", "paper", "ring", "iwgan", seed, 8, hq),
+                    continued_iterations=1250, continued_status="finished",
+                    continued_w1_trend=0.0, continued_hq_trend=hq_trend,
+                    continued_modes=modes_after)
+    rows = [continued(0, 80.0, 3.0, 8), continued(1, 70.0, 12.0, 8),
+            continued(2, 60.0, 0.0, 7)]
+    text = write(tmp_path, rows)
+    header = next(line for line in text.splitlines() if line.startswith("| mixture | method |"))
+    assert "| converged | stays converged | collapsed |" in header
+    line = next(line for line in text.splitlines() if line.startswith("| ring | iwgan"))
+    assert "| 3 | 3/3 | 1/3 |" in line
+    (tmp_path / "other").mkdir()
+    plain = write(tmp_path / "other", [row("converged", "paper", "ring", "iwgan", 0, 8, 80.0)])
+    assert "stays converged |" not in plain
