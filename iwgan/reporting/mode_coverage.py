@@ -136,7 +136,7 @@ def build_report(results: Path, reports: Path) -> Path:
                 out += mode_coverage_verdicts(sub, curves)
     out += protocols_section(results, tuned_runs)
     if len(df):   # the comparisons across profiles and with the literature: identical
-        out += literature_section(df, results)
+        out += literature_section(df, results, tuned_runs)
         out += paper_beside_cpu(df)
         out += quick_vs_converged(df)
         out += quick_vs_long(df)
@@ -421,9 +421,13 @@ def converged_share(df) -> list[str]:
             "converged.", ""]
 
 
-def literature_section(df, results: Path) -> list[str]:
+def literature_section(df, results: Path, tuned: pd.DataFrame | None = None) -> list[str]:
+    """The identical protocol's runs (``df``) beside the published numbers; the
+    equivalence verdicts per protocol, the ``tuned`` runs' beside (never pooled)."""
     profile = reference_profile(df)
     sub = trained(df[(df.profile == profile) & (df.preset == "literature")])
+    both = sub if tuned is None else pd.concat(
+        [sub, trained(tuned[(tuned.profile == profile) & (tuned.preset == "literature")])])
     if sub.empty:
         return []
     rows = []
@@ -452,7 +456,7 @@ def literature_section(df, results: Path) -> list[str]:
             "Setups behind the published numbers:", "", *setups, "",
             "This suite: the shared Appendix D1 networks at the profile's width, one recipe "
             "for every method.", "",
-            *equivalence_section(sub, profile),
+            *equivalence_section(both, profile),
             *measured_budget_effect(sub, results)]
 
 

@@ -197,3 +197,15 @@ def test_the_continuation_check_is_counted_where_the_runs_ran_it(tmp_path):
     (tmp_path / "other").mkdir()
     plain = write(tmp_path / "other", [row("converged", "paper", "ring", "iwgan", 0, 8, 80.0)])
     assert "stays converged |" not in plain
+
+
+def test_tuned_runs_are_judged_against_the_literature_beside_the_identical_ones(tmp_path):
+    rows = [row("converged", "literature", "ring", "wgan_gp", s, 6.8, 59.6) for s in (0, 1)]
+    rows += [dict(row("converged", "literature", "ring", "gan", s, 6.3, 98.2,
+                      protocol="tuned"), protocol="tuned") for s in (0, 1, 2)]
+    text = write(tmp_path, rows)
+    section = text.split("by equivalence")[1].split("Over the")[0]
+    assert any(line.startswith("| ring | gan | tuned | 3 |") and "PacGAN (Table 1) GAN" in line
+               for line in section.splitlines())
+    assert any(line.startswith("| ring | wgan_gp | identical | 2 |")
+               for line in section.splitlines())
