@@ -29,6 +29,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from iwgan.engine.records import TRAINED
 from iwgan.metrics.plateau import MIN_EVALUATIONS, fitted_change
 from iwgan.metrics.verdicts import CONTINUATION
 
@@ -81,7 +82,7 @@ def judge(df: pd.DataFrame, w1: str = "w1", hq: str = "hq_pct",
     out["continued_converged"] = out["continued_converged"].astype(object)
     if "continued_iterations" not in df or df.empty:
         return out
-    trained = df.status.isin(["finished", "stopped_early"])
+    trained = df.status.isin(TRAINED)
     spread = df[trained].groupby("cell")[[w1, hq]].std(ddof=1)
     w1_sd = df.cell.map(spread[w1])
     hq_sd = df.cell.map(spread[hq])
