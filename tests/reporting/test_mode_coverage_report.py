@@ -209,3 +209,29 @@ def test_tuned_runs_are_judged_against_the_literature_beside_the_identical_ones(
                for line in section.splitlines())
     assert any(line.startswith("| ring | wgan_gp | identical | 2 |")
                for line in section.splitlines())
+
+
+def test_a_cell_run_under_both_protocols_shows_tuned_minus_identical_with_its_interval(
+        tmp_path):
+    """HQ % identical 20, 30, 40 (mean 30, s.d. 10) and tuned 80, 90 (mean 85, s.d. 7.07):
+    Welch difference +55.0, se sqrt(100/3 + 50/2) = 7.64, df 2.88 → t 3.26, interval
+    [30.1, 79.9]; modes do not vary (8 → 8, a zero-width interval)."""
+    rows = [row("converged", "literature", "ring", "wgan_gp", s, 8, hq)
+            for s, hq in ((0, 20.0), (1, 30.0), (2, 40.0))]
+    rows += [dict(row("converged", "literature", "ring", "wgan_gp", s, 8, hq,
+                      protocol="tuned"), protocol="tuned", collapsed=False)
+             for s, hq in ((0, 80.0), (1, 90.0))]
+    rows += [dict(row("converged", "literature", "grid", "gan", 0, 20, 50.0,
+                      protocol="tuned"), protocol="tuned")]   # no identical twin: no row
+    text = write(tmp_path, rows)
+    section = text.split("## Identical against tuned, every cell")[1].split("\n## ")[0]
+    lines = [line for line in section.splitlines() if line.startswith("| converged |")]
+    assert len(lines) == 1
+    cells = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert cells[:6] == ["converged", "literature", "ring", "wgan_gp", "5,000", "3 / 2"]
+    assert cells[6:10] == ["8.0 → 8.0", "+0.0 [+0.0, +0.0]", "30.0 → 85.0",
+                           "+55.0 [+30.1, +79.9]"]
+    assert cells[-2:] == ["3/3 → 2/2", "n/a → 0/2"]
+    (tmp_path / "other").mkdir()
+    plain = write(tmp_path / "other", rows[:3])
+    assert "Identical against tuned" not in plain
