@@ -17,6 +17,7 @@ import pandas as pd
 
 from iwgan.data.mixtures import MIXTURES
 from iwgan.engine.records import read_curves, read_results
+from iwgan.metrics.continuation import judge
 from iwgan.reporting.common import (
     TRAINED,
     cells,
@@ -41,6 +42,7 @@ from iwgan.reporting.mode_coverage import (
     PRESET_TEXT,
     PROFILE_ORDER,
     converged_count,
+    flag_count,
     quick_vs_converged,
 )
 from iwgan.reporting.verdicts import convergence_verdicts
@@ -170,6 +172,7 @@ def how_to_read(df, results) -> list[str]:
 
 def convergence_table(sub) -> list[str]:
     rows = []
+    continued = "continued_iterations" in sub and sub.continued_iterations.notna().any()
     for mixture, method, c in cells(sub):
         n = len(c)
         per_it = pd.Series([updates_per_iteration(method, int(k)) for k in c.n_critic],
@@ -177,6 +180,10 @@ def convergence_table(sub) -> list[str]:
         rows.append({
             "mixture": mixture, "method": method, "seeds": n,
             "converged": converged_count(c) if "converged" in c else "n/a",
+            **({"stays converged": flag_count(
+                judge(c, "final_w1", "final_hq_pct", "final_modes"), "continued_converged")}
+               if continued else {}),
+            "collapsed": flag_count(c, "collapsed"),
             "it. to (a)": reached(c.it_all_modes_hq, n),
             "G updates to (a)": reached(c.it_all_modes_hq * per_it, n),
             "s to (a)": reached(c.sec_all_modes_hq, n),
@@ -199,7 +206,12 @@ def convergence_table(sub) -> list[str]:
             "two columns are Theorem 2.2's terms at the end of training (n/a: no encoder). "
             "*Converged*: runs that finished learning by the plateau rule on this curve "
             "(reports/mode_coverage.md says how; n/a: too few evaluations in the last "
-            "quarter of training for the rule).",
+            "quarter of training for the rule). *Stays converged* (where the runs ran "
+            "`--continue-check`): runs that, trained on for a quarter of their budget at a "
+            "constant tenth of their rate, moved final W1 and HQ % by less than their "
+            "cell's seed-to-seed spread and kept their modes (`iwgan.metrics."
+            "continuation`); *collapsed*: fewer than K/2 modes or under 5 % HQ at the end "
+            "(docs/verdicts.md).",
             "", markdown_table(pd.DataFrame(rows)), ""]
 
 

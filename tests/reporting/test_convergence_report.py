@@ -1,12 +1,13 @@
 """reports/convergence.md's comparison of the plateau rule's verdicts on two curves of the
 same runs, and its warning when the mode-coverage table was trained with another recipe,
-from made-up rows."""
+from made-up rows, and its convergence table's continuation count."""
 
 import pandas as pd
 import pytest
 
 from iwgan.engine.records import SCHEMA_VERSION
 from iwgan.reporting.common import recipe_text
+from iwgan.reporting.convergence import convergence_table
 from iwgan.reporting.convergence_agreement import recipe_mismatch, rule_agreement
 
 
@@ -81,3 +82,25 @@ def test_a_convergence_experiment_on_another_recipe_than_the_table_is_flagged(tm
     assert "Not the recipe of the mode-coverage table" in text
     assert "no moving average" in text and "decay 0.99" in text
     assert recipe_mismatch(ours.assign(ema=0.99), tmp_path) == []
+
+
+def test_the_convergence_table_counts_the_runs_that_stay_converged_where_they_ran_the_check():
+    """Final HQ % 80, 70, 60 (s.d. 10: HQ may move 10 points) and W1 0.2 each (s.d. 0):
+    seed 0 stays, seed 1 moves HQ % by 12 points, seed 2 loses a mode."""
+    def run(seed, hq, hq_trend, modes_after, **extra):
+        return {"mixture": "ring", "method": "iwgan", "n_critic": 5, "cell": "c",
+                "status": "finished", "seed": seed, "converged": True, "collapsed": False,
+                "it_all_modes_hq": 1000.0, "sec_all_modes_hq": 10.0, "it_w1_below": 500.0,
+                "sec_w1_below": 5.0, "final_w1": 0.2, "final_modes": 8, "final_hq_pct": hq,
+                "dual_gap_final": 0.1, "curve_w1_recon_final": 0.1,
+                "curve_w1_latent_final": 0.1, "continued_iterations": 1250,
+                "continued_status": "finished", "continued_w1_trend": 0.0,
+                "continued_hq_trend": hq_trend, "continued_modes": modes_after, **extra}
+    sub = pd.DataFrame([run(0, 80.0, 3.0, 8), run(1, 70.0, 12.0, 8),
+                        run(2, 60.0, 0.0, 7, collapsed=True)])
+    lines = "\n".join(convergence_table(sub)).splitlines()
+    header, _, row = (line for line in lines if line.startswith("|"))
+    assert "| converged | stays converged | collapsed |" in header
+    assert "| 3 | 3/3 | 1/3 | 1/3 |" in row
+    plain = sub.drop(columns=[c for c in sub if c.startswith("continued_")])
+    assert "stays converged" not in "\n".join(convergence_table(plain))
