@@ -146,8 +146,8 @@ class LocalExecutor:
     def __init__(self, options: ExecutorOptions):
         self.options = options
 
-    def run(self, units, runner, record, failed) -> list:
-        return run_grid(units, runner, record, self.options.jobs, failed=failed)
+    def run(self, units, runner, record, failed, work=None) -> list:
+        return run_grid(units, runner, record, self.options.jobs, failed=failed, work=work)
 
 
 class DaskExecutor:
@@ -182,8 +182,8 @@ class DaskExecutor:
                 print(f"dask dashboard: {client.dashboard_link}")
             yield cls(client, options)
 
-    def run(self, units, runner, record, failed) -> list:
-        return drive(units, DaskBackend(self.client, runner), record, failed)
+    def run(self, units, runner, record, failed, work=None) -> list:
+        return drive(units, DaskBackend(self.client, runner), record, failed, work=work)
 
 
 def _dask_unit(runner, unit, stop: str):
@@ -295,11 +295,11 @@ class SlurmExecutor:
                                  **({"slurm_partition": o.partition} if o.partition else {}))
         return ex
 
-    def run(self, units, runner, record, failed) -> list:
+    def run(self, units, runner, record, failed, work=None) -> list:
         o = self.options
         backend = SlurmBackend(self.executor(), runner, o.folder, o.slurm_local,
                                o.jobs if o.slurm_local else sys.maxsize)
-        return drive(units, backend, record, failed)
+        return drive(units, backend, record, failed, work=work)
 
 
 class SlurmBackend(RemoteBackend):

@@ -186,13 +186,20 @@ def ignoring_sigint():
 
 # --- the loop -----------------------------------------------------------------------------
 
+def budget(unit) -> int:
+    """The iterations a unit trains: its members' budget."""
+    return unit[0].iterations
+
+
 class GridProgress:
     """The grid's bars: iterations, with one bar per unit in flight, where the backend
-    reports them; else runs, as their units come back."""
+    reports them; else runs, as their units come back. ``work(unit)``: the iterations a
+    unit reports (default its budget; a continuation check's are counted too)."""
 
-    def __init__(self, units, iterations: bool, slots: int):
+    def __init__(self, units, iterations: bool, slots: int, work=None):
         self.iterations, self.slots = iterations, max(slots, 1)
-        total = sum(u[0].iterations for u in units) if iterations else runs(units)
+        self.work = work or budget
+        total = sum(self.work(u) for u in units) if iterations else runs(units)
         self.total = tqdm(total=total, desc=f"grid ({runs(units)} runs)",
                           unit="it" if iterations else "run", position=0,
                           dynamic_ncols=True, mininterval=1.0)
@@ -210,7 +217,7 @@ class GridProgress:
         if name not in self.live:     # a late message of a unit that came back
             return
         if name not in self.bars:
-            self.bars[name] = tqdm(total=self.live[name][0].iterations, desc=name, unit="it",
+            self.bars[name] = tqdm(total=self.work(self.live[name]), desc=name, unit="it",
                                    leave=False, position=len(self.bars) % self.slots + 1,
                                    dynamic_ncols=True, mininterval=1.0)
         self.bars[name].update(n)
@@ -227,7 +234,7 @@ class GridProgress:
         if not self.iterations:
             self.total.update(len(unit) if recorded else 0)
         else:
-            self.total.update(unit[0].iterations - counted if recorded else -counted)
+            self.total.update(self.work(unit) - counted if recorded else -counted)
 
     def close(self) -> None:
         for bar in self.bars.values():
@@ -246,19 +253,20 @@ def error_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def drive(units, backend, record, failed=None, retries: int = RETRIES) -> list:
+def drive(units, backend, record, failed=None, retries: int = RETRIES, work=None) -> list:
     """Every unit through ``backend`` (the interface: :class:`InProcess`), each result
     handed to ``record`` in this process as soon as its unit comes back. A unit whose
     worker fails is run ``retries`` more times, then ``failed(unit, error)`` is recorded
     in its place (without ``failed``, the error propagates). Returns the results; raises
-    :class:`GridInterrupted` on an interrupt (module docstring)."""
+    :class:`GridInterrupted` on an interrupt (module docstring). ``work``: what a unit's
+    progress counts (:class:`GridProgress`)."""
     units = list(units)
     waiting = deque((u, 0) for u in units)
     flight: dict = {}                       # handle -> (unit, attempt)
     results = []
     count = {"recorded": 0, "failed": 0, "stopped": 0, "killed": 0, "not_started": 0}
     start = time.monotonic()
-    progress = GridProgress(units, backend.counts_iterations, backend.capacity)
+    progress = GridProgress(units, backend.counts_iterations, backend.capacity, work)
 
     with Interrupts() as interrupts:
         interrupts.on_force = backend.kill
@@ -467,10 +475,11 @@ class Processes:
         self.messages.cancel_join_thread()
 
 
-def run_grid(units, runner, record, jobs: int = 1, failed=None, retries: int = RETRIES) -> list:
+def run_grid(units, runner, record, jobs: int = 1, failed=None, retries: int = RETRIES,
+             work=None) -> list:
     """``runner(unit, progress=...)`` for every unit, in this process (``jobs`` 1) or in
     ``jobs`` spawned processes (the runner must be picklable: a module-level function or
     a partial of one); ``record`` receives each result in this process as soon as its
     unit finishes (:func:`drive`)."""
     backend = InProcess(runner) if jobs <= 1 else Processes(runner, jobs)
-    return drive(units, backend, record, failed=failed, retries=retries)
+    return drive(units, backend, record, failed=failed, retries=retries, work=work)

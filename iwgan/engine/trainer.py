@@ -239,7 +239,8 @@ class Trainer:
                 hook.on_end(self)
         return self.results()
 
-    def extend(self, extra: int, lr_fraction: float, evaluate_at, evaluate) -> list[dict]:
+    def extend(self, extra: int, lr_fraction: float, evaluate_at, evaluate,
+               tick=None) -> list[dict]:
         """The continuation check (iwgan.metrics.continuation), after :meth:`fit`: train the
         members that finished their budget ``extra`` iterations more at a constant rate of
         ``lr_fraction`` x each one's base rate (the schedule set aside; the moving average
@@ -251,7 +252,8 @@ class Trainer:
         per member: ``continued_status`` (finished, diverged, or why it was not
         continued), ``continued_iterations``, ``continued_diverged_at``,
         ``continued_seconds`` (its share of the continuation's training time) and
-        ``models`` (its networks at the end; None where not continued or diverged)."""
+        ``models`` (its networks at the end; None where not continued or diverged).
+        ``tick(1)`` after every iteration (the grid's progress bar)."""
         if self.world.distributed:
             raise ValueError("the continuation check trains in one process")
         self.schedulers = {}
@@ -269,6 +271,8 @@ class Trainer:
         for it in range(start + 1, start + extra + 1):
             values = self.run_iteration()
             self.iteration = it
+            if tick:
+                tick(1)
             for k in list(going):
                 out[k]["continued_iterations"] = it - start
                 if not all(math.isfinite(v) for v in values[k].values()):

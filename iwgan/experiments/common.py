@@ -25,7 +25,7 @@ from iwgan.engine.stacking import STACK_MODES
 from iwgan.engine.trainer import LogTo, Trainer, mixture_hooks
 from iwgan.experiments.skeleton import Experiment
 from iwgan.files import save_torch
-from iwgan.metrics.continuation import lr_fraction
+from iwgan.metrics.continuation import extra_iterations, lr_fraction
 from iwgan.metrics.plateau import check_assessable
 from iwgan.metrics.verdicts import CONTINUATION
 
@@ -239,6 +239,11 @@ class MixtureExperiment(Experiment):
 
     def finished_with(self) -> dict:
         return {"continued_lr_fraction": lr_fraction()} if self.continuation else {}
+
+    def work(self, unit) -> int:
+        """The budget, and the continuation check's iterations where it runs."""
+        its = super().work(unit)
+        return its + (extra_iterations(its) if self.continuation else 0)
 
     def columns(self, cfg) -> dict:
         return {"run_id": cfg.run_id, "method": cfg.method, "mixture": cfg.mixture,

@@ -369,8 +369,8 @@ class Convergence(MixtureExperiment):
         self.keep(run, result)
         return row
 
-    def continue_unit(self, unit, curves, results, measured) -> list[dict]:
-        return continue_members(self, unit, curves, measured, "final_")
+    def continue_unit(self, unit, curves, results, measured, progress=None) -> list[dict]:
+        return continue_members(self, unit, curves, measured, "final_", progress)
 
     def unmeasured(self, cfg, curve) -> dict:
         return {"eval_seconds": curve.seconds if curve else 0.0, "converged": False}

@@ -172,8 +172,8 @@ class ModeCoverage(MixtureExperiment):
         self.keep(run, result)
         return measured
 
-    def continue_unit(self, unit, curves, results, measured) -> list[dict]:
-        return continue_members(self, unit, curves, measured, "")
+    def continue_unit(self, unit, curves, results, measured, progress=None) -> list[dict]:
+        return continue_members(self, unit, curves, measured, "", progress)
 
     def recorded(self, rows) -> None:
         """Each trained run's samples copied beside its row, the moment it is written."""
@@ -191,7 +191,8 @@ class ModeCoverage(MixtureExperiment):
                    {f"{m}-{p}": get_mixture(m, p).to_json() for p in PRESETS for m in MIXTURES})
 
 
-def continue_members(experiment, unit, curves, measured, prefix: str) -> list[dict]:
+def continue_members(experiment, unit, curves, measured, prefix: str,
+                     progress=None) -> list[dict]:
     """The continuation check's columns of every member of a unit whose budget's results
     are measured and saved (``measured``: the budget's final metrics under ``prefix``):
     the unit's trainer trains on (iwgan.engine.trainer.Trainer.extend, stacked members
@@ -199,7 +200,9 @@ def continue_members(experiment, unit, curves, measured, prefix: str) -> list[di
     is evaluated as the budget's end was (:func:`evaluate`, the same draws). Its curves go
     to ``results/<experiment>_continuation_curves.csv`` (written here, under the file's
     lock; the budget's curves file is left as it was). The verdict, whose tolerances come
-    from the cell's seeds, is iwgan.metrics.continuation.judge.
+    from the cell's seeds, is iwgan.metrics.continuation.judge. ``progress(1)`` after
+    every iteration of the continuation (the grid's bar counts it:
+    MixtureExperiment.work).
     Nothing where the experiment runs without the check."""
     trainer, experiment.trainer = experiment.trainer, None
     if not experiment.continuation:
@@ -208,7 +211,8 @@ def continue_members(experiment, unit, curves, measured, prefix: str) -> list[di
     ends = trainer.extend(continuation.extra_iterations(budget), continuation.lr_fraction(),
                           continuation.evaluation_iterations(budget),
                           lambda k, it, models, seconds: curves[k].continued(it, models,
-                                                                             seconds))
+                                                                             seconds),
+                          tick=progress)
     out = []
     for cfg, curve, m, end in zip(unit, curves, measured, ends):
         models = end.pop("models")

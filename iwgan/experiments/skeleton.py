@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from iwgan.engine.devices import configure_torch
 from iwgan.engine.executors import ExecutorOptions, LocalExecutor
-from iwgan.engine.grid import unfinished
+from iwgan.engine.grid import budget, unfinished
 from iwgan.engine.records import (
     KEY_COLUMNS,
     check_run_dirs,
@@ -209,10 +209,16 @@ class Experiment:
         keeps of it (samples, arrays, checkpoint)."""
         raise NotImplementedError
 
-    def continue_unit(self, unit, curves: list, results: list, measured: list) -> list[dict]:
+    def continue_unit(self, unit, curves: list, results: list, measured: list,
+                      progress=None) -> list[dict]:
         """Columns every member's row gets after its budget's are measured and saved (the
-        continuation check of the mixture experiments); none by default."""
+        continuation check of the mixture experiments), ``progress(1)`` after each of its
+        iterations; none by default."""
         return [{} for _ in unit]
+
+    def work(self, unit) -> int:
+        """The iterations a unit trains, as the grid's progress bar counts them."""
+        return budget(unit)
 
     def unmeasured(self, cfg, curve: Curve | None) -> dict:
         """The measured columns of a run that diverged (or failed: no curve), as NaN."""
@@ -253,7 +259,7 @@ def run_unit(unit, experiment: Experiment, progress=None, resume: bool = False,
                 else experiment.measure(cfg, result, curve, run)
                 for cfg, run, curve, result in zip(unit, runs, curves, results)]
     # after the budget's metrics and checkpoints: a continuation trains the networks on
-    continued = experiment.continue_unit(unit, curves, results, measured)
+    continued = experiment.continue_unit(unit, curves, results, measured, progress)
     out = []
     for run, curve, result, m, c in zip(runs, curves, results, measured, continued):
         row = run.close(result, {**m, **c})
@@ -315,7 +321,8 @@ def run_experiment(experiment: Experiment, configs, executor=None, jobs: int = 1
     executor = executor or LocalExecutor(ExecutorOptions(jobs=jobs))
     units = plan_stacks(configs, stack, max_stack, share_settings=experiment.share_settings)
     done = executor.run(units, runner, record,
-                        functools.partial(failed_unit, experiment=experiment))
+                        functools.partial(failed_unit, experiment=experiment),
+                        work=experiment.work)
     return [row for pairs in done for row, _ in pairs]
 
 

@@ -36,8 +36,11 @@ def test_stacked_and_single_runs_continue_alike_and_keep_their_budgets_results(t
     cfgs = configs()
     stacked = run_unit(cfgs, ModeCoverage(tmp_path / "stacked", continuation=True))
     plain = run_unit(cfgs, ModeCoverage(tmp_path / "plain"))
-    [(single, single_curve)] = run_unit(cfgs[:1], ModeCoverage(tmp_path / "single",
-                                                               continuation=True))
+    ticks, single_run = [], ModeCoverage(tmp_path / "single", continuation=True)
+    [(single, single_curve)] = run_unit(cfgs[:1], single_run, progress=ticks.append)
+    # the grid's bar counts the continuation's iterations as the unit's work
+    assert sum(ticks) == single_run.work(cfgs[:1]) == ITERATIONS + 8
+    assert ModeCoverage(tmp_path / "plain").work(cfgs) == ITERATIONS
     for (row, curve), (before, plain_curve) in zip(stacked, plain):
         assert row["run_id"] == before["run_id"] and row["config_hash"] == before["config_hash"]
         assert row["cell"] == before["cell"]
