@@ -127,7 +127,7 @@ COMMANDS = [
     ("tune", tuning, "the tuned protocol's equal-budget search",
      "Train the same number of configurations for every method (a stated space that holds "
      "each method's published recipe) x mixture x preset on tuning seeds (>= 1000, "
-     "disjoint from the reported ones), score each by mean (modes/K) x (HQ %%/100) and "
+     "disjoint from the reported ones), score each by mean (modes/K) x (HQ %/100) and "
      "write results/tuning/ (space.json, search.csv, selected.json); prints the number of "
      "runs and the estimated wall time first (docs/tuning.md). Resumable with --resume."),
     ("convergence", convergence, "duality gap vs exact W1 over training, latent space, "
@@ -182,7 +182,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_reports)
     p = sub.add_parser("power", help="seeds per cell each comparison verdict needs",
                        description="From the committed spreads of results/, the runs per "
-                       "group Welch's test needs for 80 %% power at the observed effects, "
+                       "group Welch's test needs for 80 % power at the observed effects, "
                        "iWGAN against WGAN-GP on the paper preset; writes "
                        "results/verdicts/power.json and refreshes the generated tables of "
                        "docs/verdicts.md.")

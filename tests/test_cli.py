@@ -147,3 +147,14 @@ def test_a_failing_cache_directory_names_the_cache_option_not_out(tmp_path, caps
     assert rc == 1 and len(err) == 1
     assert err[0].startswith(f"error: cannot write {blocker / 'home'}")
     assert "choose another --cache-dir (or $IWGAN_CACHE)" in err[0] and "--out" not in err[0]
+
+
+@pytest.mark.parametrize("command", [[], ["mode-coverage"], ["tune"], ["convergence"],
+                                     ["power"], ["reports"]])
+def test_help_prints_a_percent_sign_once(command, capsys):
+    """argparse formats help strings with %, not descriptions: a "%%" in a description
+    would be printed as it stands."""
+    with pytest.raises(SystemExit) as ended:
+        main([*command, "--help"])
+    assert ended.value.code == 0
+    assert "%%" not in capsys.readouterr().out
