@@ -54,7 +54,7 @@ from iwgan.reporting.literature import (
     equivalence_section,
     published_rows,
 )
-from iwgan.reporting.verdicts import interval_text, mode_coverage_verdicts
+from iwgan.reporting.verdicts import interval_text, mode_coverage_verdicts, share
 
 METRIC_COLUMNS = ["modes", "hq_pct", "kl", "w1", "recon_error", "latent_mmd"]
 PRESET_TEXT = {
@@ -137,6 +137,7 @@ def build_report(results: Path, reports: Path) -> Path:
                 out += mode_coverage_verdicts(sub, curves)
     out += protocols_section(results, tuned_runs)
     out += identical_vs_tuned(df_all)
+    out += plateau_against_continuation(df_all)
     if len(df):   # the comparisons across profiles and with the literature: identical
         out += literature_section(df, results, tuned_runs)
         out += paper_beside_cpu(df)
@@ -341,6 +342,39 @@ def identical_vs_tuned(df_all: pd.DataFrame) -> list[str]:
             "interval that excludes 0 is a measured effect of the tuning; the seeds of the "
             "two protocols are the same numbers, but their runs differ in recipe, so they "
             "are not paired). Flags: identical → tuned counts.", "",
+            markdown_table(pd.DataFrame(rows)), ""]
+
+
+def plateau_against_continuation(df_all: pd.DataFrame) -> list[str]:
+    """Of the runs that ran the continuation check, per profile x preset x protocol and
+    method: how the plateau rule's flag and the check's verdict agree, and the share of
+    runs whose flag the check changes (docs/verdicts.md states it is reported)."""
+    if "continued_iterations" not in df_all or df_all.continued_iterations.isna().all():
+        return []
+    judged = judge(trained(df_all))
+    judged = judged[judged.continued_converged.notna()]
+    rows = []
+    for (profile, preset, protocol), group in judged.groupby(
+            ["profile", "preset", "protocol"], sort=False):
+        for method in [*ordered(group.method, METHOD_NAMES), "all"]:
+            runs = group if method == "all" else group[group.method == method]
+            plateau = is_converged(runs.converged)
+            stays = runs.continued_converged.astype(bool)
+            rows.append({"profile": profile, "preset": preset, "protocol": protocol,
+                         "method": method, "runs judged": len(runs),
+                         "plateau and stays": int((plateau & stays).sum()),
+                         "plateau, not stays": int((plateau & ~stays).sum()),
+                         "stays, not plateau": int((~plateau & stays).sum()),
+                         "neither": int((~plateau & ~stays).sum()),
+                         "flag changed [95 %]": share(plateau != stays)})
+    return ["## The plateau flag against the continuation check", "",
+            "Every run that ran `--continue-check` and could be judged (its cell has at "
+            "least two seeds): *plateau* is the plateau rule's `converged` flag at the "
+            "budget, *stays* the continuation check's verdict (`iwgan.metrics."
+            "continuation`). *Plateau, not stays* are runs the schedule froze that moved, "
+            "lost a mode or diverged once trained on; *flag changed* is the share of runs "
+            "whose verdict the check reverses (Wilson 95 % interval). Each profile, preset "
+            "and protocol is its own rows.", "",
             markdown_table(pd.DataFrame(rows)), ""]
 
 

@@ -189,14 +189,20 @@ def test_the_continuation_check_is_counted_where_the_runs_ran_it(tmp_path):
                     continued_modes=modes_after)
     rows = [continued(0, 80.0, 3.0, 8), continued(1, 70.0, 12.0, 8),
             continued(2, 60.0, 0.0, 7)]
+    rows[2]["converged"] = False
     text = write(tmp_path, rows)
+    # the plateau flag (True, True, False) against the check (stays, moves, loses a mode)
+    against = text.split("## The plateau flag against the continuation check")[1]
+    assert "| converged | paper | identical | iwgan | 3 | 1 | 1 | 0 | 1 | 1/3 [6, 79 %] |" \
+        in against
     header = next(line for line in text.splitlines() if line.startswith("| mixture | method |"))
     assert "| converged | stays converged | collapsed |" in header
     line = next(line for line in text.splitlines() if line.startswith("| ring | iwgan"))
-    assert "| 3 | 3/3 | 1/3 |" in line
+    assert "| 3 | 2/3 | 1/3 |" in line
     (tmp_path / "other").mkdir()
     plain = write(tmp_path / "other", [row("converged", "paper", "ring", "iwgan", 0, 8, 80.0)])
     assert "stays converged |" not in plain
+    assert "The plateau flag against the continuation check" not in plain
 
 
 def test_tuned_runs_are_judged_against_the_literature_beside_the_identical_ones(tmp_path):
