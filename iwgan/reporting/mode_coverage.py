@@ -117,6 +117,9 @@ def build_report(results: Path, reports: Path) -> Path:
                 "verdicts on those runs.", ""]
     else:
         out += converged_share(df)
+    # the report leads with the protocol comparison (issue 26), then the tables
+    out += protocols_section(results, tuned_runs)
+    out += identical_vs_tuned(df_all)
     profiles = ordered(df_all["profile"], PROFILE_ORDER)
     for profile in profiles:
         for protocol, runs in ((p, df_all[df_all.protocol == p]) for p in PROTOCOLS):
@@ -135,8 +138,6 @@ def build_report(results: Path, reports: Path) -> Path:
                         f"true mixture's {N_STD:g}-std discs (grey).", ""]
                 out += curves_section(sub, curves, profile, preset, name, figures, reports)
                 out += mode_coverage_verdicts(sub, curves)
-    out += protocols_section(results, tuned_runs)
-    out += identical_vs_tuned(df_all)
     out += plateau_against_continuation(df_all)
     if len(df):   # the comparisons across profiles and with the literature: identical
         out += literature_section(df, results, tuned_runs)
@@ -266,7 +267,7 @@ def protocols_section(results: Path, tuned_runs: pd.DataFrame) -> list[str]:
     """The two protocols, and the recipes the tuned protocol's search selected
     (results/tuning/selected.json; docs/tuning.md)."""
     out = ["## Protocols: identical and tuned", "",
-           "Every table above is of one protocol. **identical** (the paper's comparison): "
+           "Every table below is of one protocol. **identical** (the paper's comparison): "
            "every method with the profile's one recipe, structure, learning rate, n_critic "
            "and budget. **tuned**: each method x preset at the recipe an equal tuning "
            "budget selected (Lucic et al. 2018): the same number of configurations per "
@@ -293,7 +294,7 @@ def protocols_section(results: Path, tuned_runs: pd.DataFrame) -> list[str]:
                              "iterations": f"{chosen['iterations']:,}",
                              "mixtures": ", ".join(chosen["mixtures"]),
                              "tuning seeds": ", ".join(map(str, chosen["tuning_seeds"]))})
-    made = (f"{len(tuned_runs)} tuned run(s) are in the tables above." if len(tuned_runs)
+    made = (f"{len(tuned_runs)} tuned run(s) are in the tables below." if len(tuned_runs)
             else "No reported run of the tuned protocol yet (`python -m iwgan mode-coverage "
             "--protocol tuned`).")
     return out + ["The selected recipes (`results/tuning/selected.json`; candidate 0 is the "
