@@ -39,7 +39,7 @@ from iwgan.experiments.common import add_grid_arguments, grid_configs
 from iwgan.experiments.mode_coverage import ModeCoverage
 from iwgan.experiments.protocols import SEARCHED, TUNING_SEEDS
 from iwgan.experiments.skeleton import finish, run_experiment
-from iwgan.files import update_json, write_json
+from iwgan.files import update_json
 
 CONFIGURATIONS = 8      # configurations per method: the equal budget
 DEFAULT_TUNING_SEEDS = 2
@@ -322,6 +322,16 @@ def check_tuning_seeds(args) -> None:
                          f"{TUNING_SEEDS} (the default)")
 
 
+def record_space(path: Path, space: dict, methods) -> None:
+    """The searched space of ``methods`` into ``path``, beside the spaces earlier searches
+    of other methods recorded there (a search of some methods never drops the others')."""
+    def update(record):
+        record.update(configurations=CONFIGURATIONS, published=PUBLISHED,
+                      score=run_score.__doc__.split(":", 1)[1].strip())
+        record.setdefault("space", {}).update({m: space[m] for m in methods})
+    update_json(path, update)
+
+
 def command(args) -> int:
     check_tuning_seeds(args)
     for name, _ in args.overrides:
@@ -339,10 +349,7 @@ def command(args) -> int:
     tuning = args.out / "results" / "tuning"
     experiment = Search(args.out, candidates)
     with open_executor(executor_options(args)) as executor:   # reachable, before writing
-        write_json(tuning / "space.json",
-                   {"configurations": CONFIGURATIONS, "published": PUBLISHED,
-                    "space": {m: space[m] for m in args.methods},
-                    "score": run_score.__doc__.split(":", 1)[1].strip()})
+        record_space(tuning / "space.json", space, args.methods)
         start = time.perf_counter()
         rows = run_experiment(experiment, configs, executor, resume=args.resume,
                               stack=args.stack, max_stack=args.max_stack)

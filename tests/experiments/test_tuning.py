@@ -201,3 +201,13 @@ def test_the_search_end_to_end_then_the_tuned_protocol_reads_its_selection(tmp_p
     assert main([*run, "--protocol", "tuned", "--set", "lr=0.1"]) == 2
     one_line_error(capsys, "--set lr with --protocol tuned")
     assert len(read_results(out / "results" / "mode_coverage.csv")) == 2
+
+
+def test_a_search_of_some_methods_keeps_the_space_the_others_recorded(tmp_path):
+    path = tmp_path / "space.json"
+    tuning.record_space(path, tuning.SPACE, ["iwgan", "wgan_gp"])
+    tuning.record_space(path, tuning.SPACE, ["gan"])
+    record = json.loads(path.read_text())
+    assert sorted(record["space"]) == ["gan", "iwgan", "wgan_gp"]
+    assert record["space"]["gan"] == json.loads(json.dumps(tuning.SPACE["gan"]))
+    assert record["configurations"] == tuning.CONFIGURATIONS
