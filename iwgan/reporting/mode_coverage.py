@@ -26,6 +26,7 @@ from iwgan.metrics.statistics import welch
 from iwgan.reporting.common import (
     AXES,
     PROFILE_ORDER,
+    cells,
     draw_mixture,
     flag_values,
     fmt_mean_se,
@@ -301,7 +302,7 @@ def protocols_section(results: Path, tuned_runs: pd.DataFrame) -> list[str]:
                   "published recipe). " + made, "", markdown_table(pd.DataFrame(rows)), ""]
 
 
-TUNING_METRICS = {"modes": ("modes", 1), "HQ %": ("hq_pct", 1), "W1": ("w1", 3)}
+MODE_COVERAGE_METRICS = {"modes": ("modes", 1), "HQ %": ("hq_pct", 1), "W1": ("w1", 3)}
 
 
 def identical_vs_tuned(df_all: pd.DataFrame) -> list[str]:
@@ -314,26 +315,24 @@ def identical_vs_tuned(df_all: pd.DataFrame) -> list[str]:
     for profile in ordered(ok.profile, PROFILE_ORDER):
         for preset in ordered(ok[ok.profile == profile].preset, ["paper", "literature"]):
             sub = ok[(ok.profile == profile) & (ok.preset == preset)]
-            for mixture in ordered(sub.mixture, MIXTURES):
-                for method in ordered(sub.method, METHOD_NAMES):
-                    cell = sub[(sub.mixture == mixture) & (sub.method == method)]
-                    tuned = cell[cell.protocol == "tuned"]
-                    ident = cell[(cell.protocol == "identical")
-                                 & cell.iterations.isin(set(tuned.iterations))]
-                    if tuned.empty or ident.empty:
-                        continue
-                    row = {"profile": profile, "preset": preset, "mixture": mixture,
-                           "method": method, "iterations": ", ".join(
-                               f"{i:,}" for i in sorted(set(tuned.iterations))),
-                           "seeds (identical / tuned)": f"{len(ident)} / {len(tuned)}"}
-                    for label, (column, digits) in TUNING_METRICS.items():
-                        a, b = ident[column].mean(), tuned[column].mean()
-                        row[label] = f"{a:.{digits}f} → {b:.{digits}f}"
-                        row[f"Δ {label} [95 %]"] = interval_text(
-                            welch(tuned[column], ident[column]), digits, sign=True)
-                    for flag in ("converged", "collapsed"):
-                        row[flag] = f"{flag_count(ident, flag)} → {flag_count(tuned, flag)}"
-                    rows.append(row)
+            for mixture, method, cell in cells(sub):
+                tuned = cell[cell.protocol == "tuned"]
+                ident = cell[(cell.protocol == "identical")
+                             & cell.iterations.isin(set(tuned.iterations))]
+                if tuned.empty or ident.empty:
+                    continue
+                row = {"profile": profile, "preset": preset, "mixture": mixture,
+                       "method": method, "iterations": ", ".join(
+                           f"{i:,}" for i in sorted(set(tuned.iterations))),
+                       "seeds (identical / tuned)": f"{len(ident)} / {len(tuned)}"}
+                for label, (column, digits) in MODE_COVERAGE_METRICS.items():
+                    a, b = ident[column].mean(), tuned[column].mean()
+                    row[label] = f"{a:.{digits}f} → {b:.{digits}f}"
+                    row[f"Δ {label} [95 %]"] = interval_text(
+                        welch(tuned[column], ident[column]), digits, sign=True)
+                for flag in ("converged", "collapsed"):
+                    row[flag] = f"{flag_count(ident, flag)} → {flag_count(tuned, flag)}"
+                rows.append(row)
     if not rows:
         return []
     return ["## Identical against tuned, every cell", "",
@@ -582,9 +581,6 @@ def measured_budget_effect(sub: pd.DataFrame, results: Path) -> list[str]:
     return ["Measured budget effect: the same networks trained longer than the table's "
             "budget in the recipe search (results/converged_search), one seed each, beside "
             "the verdicts and not part of them:", "", *items, ""]
-
-
-MODE_COVERAGE_METRICS = {"modes": ("modes", 1), "HQ %": ("hq_pct", 1), "W1": ("w1", 3)}
 
 
 def quick_vs_converged(df, metrics=MODE_COVERAGE_METRICS, what: str = "") -> list[str]:
