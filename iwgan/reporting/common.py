@@ -131,6 +131,11 @@ def flag_values(column: pd.Series) -> pd.Series:
     return column.astype(str).map(FLAG_TEXT)
 
 
+def ran_continuation(df: pd.DataFrame) -> bool:
+    """Whether any of ``df``'s runs ran the continuation check (``--continue-check``)."""
+    return "continued_iterations" in df and bool(df.continued_iterations.notna().any())
+
+
 def identical(df: pd.DataFrame) -> pd.DataFrame:
     """The rows of the identical protocol (the paper's comparison), on which the claims'
     verdicts and the cross-profile comparisons are stated: a tuned run is never averaged

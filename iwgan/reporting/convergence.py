@@ -25,6 +25,7 @@ from iwgan.reporting.common import (
     markdown_table,
     ordered,
     provenance_section,
+    ran_continuation,
     recipe_text,
     trained,
     updates_per_iteration,
@@ -172,7 +173,7 @@ def how_to_read(df, results) -> list[str]:
 
 def convergence_table(sub) -> list[str]:
     rows = []
-    continued = "continued_iterations" in sub and sub.continued_iterations.notna().any()
+    continued = ran_continuation(sub)
     for mixture, method, c in cells(sub):
         n = len(c)
         per_it = pd.Series([updates_per_iteration(method, int(k)) for k in c.n_critic],

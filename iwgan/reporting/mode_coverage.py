@@ -36,6 +36,7 @@ from iwgan.reporting.common import (
     ordered,
     plot_on_axis,
     provenance_section,
+    ran_continuation,
     recipe_text,
     reference_profile,
     rel,
@@ -173,7 +174,7 @@ def converged_count(cell: pd.DataFrame) -> str:
 def cell_rows(sub, mixtures, preset):
     """One row per cell: every run it holds, whatever its flags (a mean is never taken
     over the runs a flag selects), with the flags counted beside."""
-    continued = "continued_iterations" in sub and sub.continued_iterations.notna().any()
+    continued = ran_continuation(sub)
     for mixture in ordered(sub["mixture"], MIXTURES):
         k = len(mixtures[f"{mixture}-{preset}"]["centres"])
         for method in ordered(sub["method"], METHOD_NAMES):
@@ -349,7 +350,7 @@ def plateau_against_continuation(df_all: pd.DataFrame) -> list[str]:
     """Of the runs that ran the continuation check, per profile x preset x protocol and
     method: how the plateau rule's flag and the check's verdict agree, and the share of
     runs whose flag the check changes (docs/verdicts.md states it is reported)."""
-    if "continued_iterations" not in df_all or df_all.continued_iterations.isna().all():
+    if not ran_continuation(df_all):
         return []
     judged = judge(trained(df_all))
     judged = judged[judged.continued_converged.notna()]
