@@ -208,6 +208,18 @@ def _real(value) -> bool:
         math.isfinite(value)
 
 
+def same_recipe(a: dict, b: dict) -> bool:
+    """Whether the settings ``a`` (a space entry, a config's) hold every setting of the
+    recipe ``b`` (floats within rounding)."""
+    def equal(x, y):
+        if isinstance(x, dict) and isinstance(y, dict):
+            return x.keys() == y.keys() and all(equal(x[k], y[k]) for k in x)
+        if isinstance(x, (int, float)) and isinstance(y, (int, float)):
+            return math.isclose(x, y, rel_tol=1e-9)
+        return x == y
+    return all(k in a and equal(a[k], v) for k, v in b.items())
+
+
 def cell_id(profile: str, identity: str, method: str, seed: int) -> str:
     """A run id without its overrides: what a run at the profile's own settings is called,
     and what precedes the hash of the overridden settings otherwise."""

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
 
@@ -32,14 +31,15 @@ import pandas as pd
 
 from iwgan.core.methods import get_method
 from iwgan.data.mixtures import get_mixture
-from iwgan.engine.config import PROFILES
+from iwgan.engine.config import PROFILES, same_recipe
 from iwgan.engine.executors import executor_options, open_executor
-from iwgan.engine.records import REPO_ROOT, TRAINED, read_json
+from iwgan.engine.records import REPO_ROOT, read_json
 from iwgan.experiments.common import add_grid_arguments, grid_configs
 from iwgan.experiments.mode_coverage import ModeCoverage
 from iwgan.experiments.protocols import SEARCHED, TUNING_SEEDS
 from iwgan.experiments.skeleton import finish, run_experiment
 from iwgan.files import update_json
+from iwgan.metrics.mixture import run_score
 
 CONFIGURATIONS = 8      # configurations per method: the equal budget
 DEFAULT_TUNING_SEEDS = 2
@@ -108,30 +108,7 @@ SPACE: dict[str, list[dict]] = {
 }
 
 
-def run_score(row, modes_total: int) -> float:
-    """The one score (docs/tuning.md), stated before any run: covered modes / K times HQ %
-    / 100; a diverged run scores 0."""
-    if row["status"] not in TRAINED:
-        return 0.0
-    modes, hq = row["modes"], row["hq_pct"]
-    if any(isinstance(v, float) and math.isnan(v) for v in (modes, hq)):
-        return 0.0
-    return float(modes) / modes_total * float(hq) / 100.0
-
-
 # --- the space ----------------------------------------------------------------------------
-
-def same_recipe(a: dict, b: dict) -> bool:
-    """Whether the space entry ``a`` holds every setting of the recipe ``b`` (floats
-    within rounding)."""
-    def equal(x, y):
-        if isinstance(x, dict) and isinstance(y, dict):
-            return x.keys() == y.keys() and all(equal(x[k], y[k]) for k in x)
-        if isinstance(x, (int, float)) and isinstance(y, (int, float)):
-            return math.isclose(x, y, rel_tol=1e-9)
-        return x == y
-    return all(k in a and equal(a[k], v) for k, v in b.items())
-
 
 def load_space(path: Path | None) -> dict[str, list[dict]]:
     """The space: :data:`SPACE`, or the JSON file ``path`` (``{"space": {method: [entry,

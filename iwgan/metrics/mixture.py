@@ -6,6 +6,7 @@ as "n/a", never as 0."""
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 
 from iwgan.core.losses import mmd_imq
 from iwgan.data.mixtures import get_mixture
+from iwgan.engine.records import TRAINED
 from iwgan.engine.seeds import derived_generator
 
 METRICS: dict = {}
@@ -51,6 +53,17 @@ def score_modes(samples: np.ndarray, centres: np.ndarray, std: float, n_std: flo
         p = counts[counts > 0] / counts.sum()
         kl = float(np.sum(p * np.log(p * len(centres))))
     return {"modes": int((counts > 0).sum()), "hq_pct": 100.0 * float(hq.mean()), "kl": kl}
+
+
+def run_score(row, modes_total: int) -> float:
+    """The one score (docs/tuning.md), stated before any run: covered modes / K times HQ %
+    / 100; a diverged run scores 0."""
+    if row["status"] not in TRAINED:
+        return 0.0
+    modes, hq = row["modes"], row["hq_pct"]
+    if any(isinstance(v, float) and math.isnan(v) for v in (modes, hq)):
+        return 0.0
+    return float(modes) / modes_total * float(hq) / 100.0
 
 
 def w1_unavailable() -> str | None:

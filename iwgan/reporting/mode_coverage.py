@@ -16,13 +16,13 @@ import numpy as np
 import pandas as pd
 
 from iwgan.core.methods import METHOD_NAMES
-from iwgan.data.mixtures import MIXTURES
-from iwgan.engine.config import PROFILES, PROTOCOLS
+from iwgan.data.mixtures import MIXTURES, get_mixture
+from iwgan.engine.config import PROFILES, PROTOCOLS, make_config, same_recipe
 from iwgan.engine.records import read_curves, read_json, read_results
 from iwgan.metrics.continuation import judge
-from iwgan.metrics.mixture import N_STD
+from iwgan.metrics.mixture import N_STD, run_score
 from iwgan.metrics.plateau import HQ_ABS, MIN_EVALUATIONS, W1_REL
-from iwgan.metrics.statistics import welch
+from iwgan.metrics.statistics import mean_estimate, welch
 from iwgan.reporting.common import (
     AXES,
     PROFILE_ORDER,
@@ -56,7 +56,7 @@ from iwgan.reporting.literature import (
     equivalence_section,
     published_rows,
 )
-from iwgan.reporting.verdicts import interval_text, mode_coverage_verdicts, share
+from iwgan.reporting.verdicts import interval_text, mode_coverage_verdicts, seeds_text, share
 
 METRIC_COLUMNS = ["modes", "hq_pct", "kl", "w1", "recon_error", "latent_mmd"]
 PRESET_TEXT = {
@@ -300,7 +300,69 @@ def protocols_section(results: Path, tuned_runs: pd.DataFrame) -> list[str]:
             else "No reported run of the tuned protocol yet (`python -m iwgan mode-coverage "
             "--protocol tuned`).")
     return out + ["The selected recipes (`results/tuning/selected.json`; candidate 0 is the "
-                  "published recipe). " + made, "", markdown_table(pd.DataFrame(rows)), ""]
+                  "published recipe). " + made, "", markdown_table(pd.DataFrame(rows)), "",
+                  *selection_margin(results, read_json(path, "run `python -m iwgan tune`"))]
+
+
+def identical_candidate(profile: str, method: str, candidates: list[dict]) -> int | None:
+    """The index of the candidate that is the identical protocol's recipe at ``profile``
+    (None where the space lacks it)."""
+    cfg = make_config(profile, method=method)
+    for c in candidates:
+        recipe = c["recipe"]
+        held = {k: getattr(cfg, k) for k in recipe if k != "options"}
+        held["options"] = {k: cfg.method_options.get(k) for k in recipe.get("options", {})}
+        if same_recipe(held, {"options": {}, **recipe}):
+            return c["candidate"]
+    return None
+
+
+def selection_margin(results: Path, selected: dict) -> list[str]:
+    """How far the search separated each selected candidate from the runner-up and from
+    the identical protocol's recipe: the difference of run scores paired by mixture and
+    tuning seed, with its 95 % t interval (docs/tuning.md, "Near ties")."""
+    path = results / "tuning" / "search.csv"
+    if not path.exists():
+        return []
+    search = read_results(path, run_first="run `python -m iwgan tune`")
+    rows, close = [], 0
+    for profile, presets in selected.items():
+        for preset, methods in presets.items():
+            for method in ordered(pd.Series(list(methods)), METHOD_NAMES):
+                chosen = methods[method]
+                runs = search[(search.profile == profile) & (search.preset == preset)
+                              & (search.method == method)]
+                scores = runs.assign(score=[
+                    run_score(r, len(get_mixture(r["mixture"], preset).centres))
+                    for _, r in runs.iterrows()]).pivot_table(
+                    index=["mixture", "seed"], columns="candidate", values="score")
+                mean = {c["candidate"]: c["score"] for c in chosen["candidates"]}
+                best = chosen["candidate"]
+                runner = max((k for k in mean if k != best), key=lambda k: (mean[k], -k))
+                ident = identical_candidate(profile, method, chosen["candidates"])
+                to_runner = mean_estimate(scores[best] - scores[runner])
+                close += to_runner.interval()[0] <= 0
+                rows.append({
+                    "profile": profile, "preset": preset, "method": method,
+                    "pairs": len(scores), "selected (score)": f"{best} ({mean[best]:.3f})",
+                    "runner-up (score)": f"{runner} ({mean[runner]:.3f})",
+                    "selected − runner-up [95 %]": interval_text(to_runner, sign=True),
+                    "identical recipe (score)": "not in the space" if ident is None else
+                    f"{ident} ({mean[ident]:.3f})",
+                    "selected − identical [95 %]": "–" if ident is None else
+                    "selected" if ident == best else
+                    interval_text(mean_estimate(scores[best] - scores[ident]), sign=True)})
+    if not rows:
+        return []
+    return ["How far the search separated its choice (docs/tuning.md, \"Near ties\"): per "
+            "method x preset, the selected candidate's score minus the runner-up's and "
+            "minus the identical protocol's recipe's, paired by mixture and tuning seed "
+            "(one pair per mixture x tuning seed), with the 95 % t interval over the pairs. "
+            "An interval that holds 0 is a near tie the search's seeds did not resolve; "
+            "the rule stated before the search (the highest mean score) still selects, "
+            f"and is not changed after it. {close} of {len(rows)} selections are within "
+            "such a near tie of their runner-up.", "", markdown_table(pd.DataFrame(rows)),
+            ""]
 
 
 MODE_COVERAGE_METRICS = {"modes": ("modes", 1), "HQ %": ("hq_pct", 1), "W1": ("w1", 3)}
@@ -545,11 +607,16 @@ def literature_section(df, results: Path, tuned: pd.DataFrame | None = None) -> 
             *measured_budget_effect(sub, results)]
 
 
+BUDGET_RUNS = ("converged_search", "budget_effect")   # folders of results/ read below
+
+
 def search_runs(results: Path) -> pd.DataFrame:
-    """The recipe search's finished literature-preset runs (results/converged_search/*.csv,
-    docs/converged.md): measured budgets and settings beside the table's."""
+    """The finished literature-preset runs trained beside the tables: the recipe search's
+    (results/converged_search/*.csv, docs/converged.md) and the measured budget runs of
+    the selected recipes (results/budget_effect/*.csv, docs/tuning.md), each named by its
+    file."""
     frames = [pd.read_csv(path).assign(search=path.stem)
-              for path in sorted((results / "converged_search").glob("*.csv"))
+              for folder in BUDGET_RUNS for path in sorted((results / folder).glob("*.csv"))
               if not path.stem.endswith("-curves")]
     if not frames:
         return pd.DataFrame(columns=["method", "mixture", "iterations"])
@@ -559,7 +626,8 @@ def search_runs(results: Path) -> pd.DataFrame:
 
 def measured_budget_effect(sub: pd.DataFrame, results: Path) -> list[str]:
     """Per baseline and mixture, the same networks trained longer than the table's budget
-    in the recipe search: a measured budget effect beside the equivalence verdicts."""
+    (:func:`search_runs`): a measured budget effect beside the equivalence verdicts, one
+    item per file and budget (mean ± s.e. where it holds several seeds)."""
     search, items = search_runs(results), []
     for mixture in ("ring", "grid"):
         for method in [m for m in ordered(sub.method, METHOD_NAMES) if m in BASELINES]:
@@ -569,19 +637,29 @@ def measured_budget_effect(sub: pd.DataFrame, results: Path) -> list[str]:
             budget = int(cell.iterations.max())
             longer = search[(search.method == method) & (search.mixture == mixture)
                             & (search.iterations > budget)]
+            if longer.empty:
+                continue
             measured = "; ".join(
                 f"{int(r.iterations):,} iterations (batch {int(r.batch_size)}, n_critic "
-                f"{int(r.n_critic)}, lr {r.lr:g} {r.lr_schedule}, seed {int(r.seed)}, "
-                f"`{r.search}`): {r.modes:g} modes, {r.hq_pct:.1f} % HQ"
-                for r in longer.itertuples())
-            if measured:
-                items.append(f"- **{method}, {mixture}** (table: {budget:,} iterations): "
-                             f"{measured}.")
+                f"{int(r.n_critic)}, lr {r.lr:g} {r.lr_schedule}, "
+                f"{seeds_phrase(runs.seed)}, `{r.search}`): "
+                f"{fmt_mean_se(runs.modes, 1 if len(runs) > 1 else 0)} modes, "
+                f"{fmt_mean_se(runs.hq_pct, 1)} % HQ"
+                for _, runs in longer.groupby(["search", "iterations"], sort=True)
+                for r in runs.head(1).itertuples())
+            items.append(f"- **{method}, {mixture}** (table: {budget:,} iterations): "
+                         f"{measured}.")
     if not items:
         return []
     return ["Measured budget effect: the same networks trained longer than the table's "
-            "budget in the recipe search (results/converged_search), one seed each, beside "
+            "budget (results/converged_search: the recipe search, one seed each; "
+            "results/budget_effect: the selected recipes at a published budget), beside "
             "the verdicts and not part of them:", "", *items, ""]
+
+
+def seeds_phrase(seeds: pd.Series) -> str:
+    return (f"seed {int(seeds.iloc[0])}" if len(seeds) == 1
+            else f"seeds {seeds_text(sorted(int(s) for s in seeds))}")
 
 
 def quick_vs_converged(df, metrics=MODE_COVERAGE_METRICS, what: str = "") -> list[str]:

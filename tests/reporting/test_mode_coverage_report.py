@@ -12,7 +12,8 @@ import pandas as pd
 from iwgan.data.mixtures import MIXTURES, PRESETS, get_mixture
 from iwgan.engine.config import make_config
 from iwgan.engine.records import SCHEMA_VERSION
-from iwgan.reporting.mode_coverage import build_report, quick_vs_converged
+from iwgan.experiments.tuning import SPACE
+from iwgan.reporting.mode_coverage import build_report, identical_candidate, quick_vs_converged
 
 
 def row(profile, preset, mixture, method, seed, modes, hq, converged=True, **override):
@@ -241,3 +242,57 @@ def test_a_cell_run_under_both_protocols_shows_tuned_minus_identical_with_its_in
     (tmp_path / "other").mkdir()
     plain = write(tmp_path / "other", rows[:3])
     assert "Identical against tuned" not in plain
+
+
+def test_the_selection_margin_pairs_the_search_runs_by_mixture_and_seed(tmp_path):
+    """GAN's search: candidate 6 scores 0.5, 0.6, 0.7, 0.8 and candidate 3 (the identical
+    recipe) 0.4, 0.55, 0.6, 0.75 on the same four (mixture, seed) pairs: differences 0.1,
+    0.05, 0.1, 0.05, mean 0.075, s.d. 0.0289, se 0.0144, t(3) 3.182 → [0.029, 0.121]."""
+    results = tmp_path / "results"
+    (results / "tuning").mkdir(parents=True)
+    recipes = {0: dict(lr=1e-4, beta1=0.8, beta2=0.999), 3: dict(lr=1e-3, beta1=0.5, beta2=0.9),
+               6: dict(lr=1e-3, beta1=0.5, beta2=0.999)}
+    hq = {0: [10.0] * 4, 3: [40.0, 55.0, 60.0, 75.0], 6: [50.0, 60.0, 70.0, 80.0]}
+    pairs = [("ring", 1000), ("ring", 1001), ("grid", 1000), ("grid", 1001)]
+    search = [dict(row("converged", "literature", mixture, "gan", seed,
+                       len(get_mixture(mixture, "literature").centres), hq[k][i],
+                       protocol="tuned", **recipes[k]), protocol="tuned", candidate=k)
+              for k in recipes for i, (mixture, seed) in enumerate(pairs)]
+    pd.DataFrame(search).to_csv(results / "tuning" / "search.csv", index=False)
+    scores = {k: sum(h) / 400 for k, h in hq.items()}
+    (results / "tuning" / "selected.json").write_text(json.dumps({"converged": {
+        "literature": {"gan": {
+            "candidate": 6, "recipe": recipes[6], "score": scores[6], "iterations": 5000,
+            "mixtures": ["grid", "ring"], "tuning_seeds": [1000, 1001],
+            "candidates": [{"candidate": k, "recipe": recipes[k], "score": scores[k],
+                            "runs": 4} for k in recipes]}}}}))
+    text = write_into(results, [row("converged", "literature", "ring", "gan", 0, 8, 90.0)])
+    section = text.split("How far the search separated")[1].split("\n## ")[0]
+    assert "0 of 1 selections are within such a near tie" in section
+    line = next(li for li in section.splitlines() if li.startswith("| converged |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells == ["converged", "literature", "gan", "4", "6 (0.650)", "3 (0.575)",
+                     "+0.075 [+0.029, +0.121]", "3 (0.575)", "+0.075 [+0.029, +0.121]"]
+
+
+def test_the_identical_recipe_is_found_in_every_methods_space():
+    """docs/tuning.md: each method's space holds the identical protocol's converged recipe."""
+    found = {method: identical_candidate(
+        "converged", method, [{"candidate": k, "recipe": r} for k, r in enumerate(entries)])
+        for method, entries in SPACE.items()}
+    assert found == {"iwgan": 1, "wgan_gp": 1, "ali": 3, "bigan": 3, "gan": 3,
+                     "alpha_gan": 1}
+
+
+def test_the_selected_recipes_budget_runs_are_summed_up_over_their_seeds(tmp_path):
+    rows = [row("converged", "literature", "grid", "wgan_gp", s, 24.0, 14.0) for s in (0, 1)]
+    folder = tmp_path / "results" / "budget_effect"
+    folder.mkdir(parents=True)
+    longer = [row("converged", "literature", "grid", "wgan_gp", s, modes, hq,
+                  iterations=25_000, lambda_gp=0.1)
+              for s, modes, hq in ((0, 25.0, 30.0), (1, 24.0, 40.0), (2, 25.0, 50.0))]
+    pd.DataFrame(longer).to_csv(folder / "tuned-wgan_gp-T25000.csv", index=False)
+    text = write_into(tmp_path / "results", rows)
+    wgan = next(v for v in text.splitlines() if v.startswith("- **wgan_gp, grid**"))
+    assert ("25,000 iterations (batch 64, n_critic 5, lr 0.001 linear, seeds 0-2, "
+            "`tuned-wgan_gp-T25000`): 24.7 ± 0.3 modes, 40.0 ± 5.8 % HQ") in wgan
