@@ -644,7 +644,8 @@ def measured_budget_effect(sub: pd.DataFrame, results: Path) -> list[str]:
                 f"{int(r.n_critic)}, lr {r.lr:g} {r.lr_schedule}, "
                 f"{seeds_phrase(runs.seed)}, `{r.search}`): "
                 f"{fmt_mean_se(runs.modes, 1 if len(runs) > 1 else 0)} modes, "
-                f"{fmt_mean_se(runs.hq_pct, 1)} % HQ"
+                f"{fmt_mean_se(runs.hq_pct, 1)} % HQ, converged {flag_count(runs, 'converged')}, "
+                f"collapsed {flag_count(runs, 'collapsed')}"
                 for _, runs in longer.groupby(["search", "iterations"], sort=True)
                 for r in runs.head(1).itertuples())
             items.append(f"- **{method}, {mixture}** (table: {budget:,} iterations): "

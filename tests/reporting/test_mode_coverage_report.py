@@ -119,7 +119,7 @@ def test_a_baseline_outside_the_range_shows_the_searchs_longer_runs(tmp_path):
     assert text.count("Measured budget effect") == 1
     wgan = next(v for v in text.splitlines() if v.startswith("- **wgan_gp, ring**"))
     assert ("10,000 iterations (batch 64, n_critic 5, lr 0.001 linear, seed 0, `round`): "
-            "8 modes, 89.9 % HQ") in wgan
+            "8 modes, 89.9 % HQ, converged 1/1, collapsed n/a") in wgan
     assert "54.2" not in wgan and "500 iterations" not in wgan
 
 
@@ -295,4 +295,5 @@ def test_the_selected_recipes_budget_runs_are_summed_up_over_their_seeds(tmp_pat
     text = write_into(tmp_path / "results", rows)
     wgan = next(v for v in text.splitlines() if v.startswith("- **wgan_gp, grid**"))
     assert ("25,000 iterations (batch 64, n_critic 5, lr 0.001 linear, seeds 0-2, "
-            "`tuned-wgan_gp-T25000`): 24.7 ± 0.3 modes, 40.0 ± 5.8 % HQ") in wgan
+            "`tuned-wgan_gp-T25000`): 24.7 ± 0.3 modes, 40.0 ± 5.8 % HQ, "
+            "converged 3/3, collapsed n/a") in wgan
