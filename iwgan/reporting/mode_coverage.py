@@ -280,28 +280,34 @@ def protocols_section(results: Path, tuned_runs: pd.DataFrame) -> list[str]:
     if not path.exists():
         return out + ["No tuned search has run yet (`python -m iwgan tune`, `nox -s tune`), "
                       "so every row here is of the identical protocol.", ""]
-    rows = []
-    for profile, presets in read_json(path, "run `python -m iwgan tune`").items():
-        for preset, methods in presets.items():
-            for method in ordered(pd.Series(list(methods)), METHOD_NAMES):
-                chosen = methods[method]
-                rows.append({"profile": profile, "preset": preset, "method": method,
-                             "selected recipe": ", ".join(
-                                 f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
-                                 for k, v in sorted(chosen["recipe"].items())) or "–",
-                             "candidate": f"{chosen['candidate']} of "
-                                          f"{len(chosen['candidates'])}",
-                             "published recipe": "yes" if chosen["candidate"] == 0 else "no",
-                             "score": f"{chosen['score']:.3f}",
-                             "iterations": f"{chosen['iterations']:,}",
-                             "mixtures": ", ".join(chosen["mixtures"]),
-                             "tuning seeds": ", ".join(map(str, chosen["tuning_seeds"]))})
+    rows, selected = [], read_json(path, "run `python -m iwgan tune`")
+    for profile, preset, method, chosen in selections(selected):
+        rows.append({"profile": profile, "preset": preset, "method": method,
+                     "selected recipe": ", ".join(
+                         f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                         for k, v in sorted(chosen["recipe"].items())) or "–",
+                     "candidate": f"{chosen['candidate']} of "
+                                  f"{len(chosen['candidates'])}",
+                     "published recipe": "yes" if chosen["candidate"] == 0 else "no",
+                     "score": f"{chosen['score']:.3f}",
+                     "iterations": f"{chosen['iterations']:,}",
+                     "mixtures": ", ".join(chosen["mixtures"]),
+                     "tuning seeds": ", ".join(map(str, chosen["tuning_seeds"]))})
     made = (f"{len(tuned_runs)} tuned run(s) are in the tables below." if len(tuned_runs)
             else "No reported run of the tuned protocol yet (`python -m iwgan mode-coverage "
             "--protocol tuned`).")
     return out + ["The selected recipes (`results/tuning/selected.json`; candidate 0 is the "
                   "published recipe). " + made, "", markdown_table(pd.DataFrame(rows)), "",
-                  *selection_margin(results, read_json(path, "run `python -m iwgan tune`"))]
+                  *selection_margin(results, selected)]
+
+
+def selections(selected: dict):
+    """(profile, preset, method, selection) for each selection of ``selected.json``,
+    methods in the suite's order."""
+    for profile, presets in selected.items():
+        for preset, methods in presets.items():
+            for method in ordered(pd.Series(list(methods)), METHOD_NAMES):
+                yield profile, preset, method, methods[method]
 
 
 def identical_candidate(profile: str, method: str, candidates: list[dict]) -> int | None:
@@ -326,38 +332,35 @@ def selection_margin(results: Path, selected: dict) -> list[str]:
         return []
     search = read_results(path, run_first="run `python -m iwgan tune`")
     rows, close = [], 0
-    for profile, presets in selected.items():
-        for preset, methods in presets.items():
-            for method in ordered(pd.Series(list(methods)), METHOD_NAMES):
-                chosen = methods[method]
-                runs = search[(search.profile == profile) & (search.preset == preset)
-                              & (search.method == method)]
-                scores = runs.assign(score=[
-                    run_score(r, len(get_mixture(r["mixture"], preset).centres))
-                    for _, r in runs.iterrows()]).pivot_table(
-                    index=["mixture", "seed"], columns="candidate", values="score")
-                mean = {c["candidate"]: c["score"] for c in chosen["candidates"]}
-                best = chosen["candidate"]
-                runner = max((k for k in mean if k != best), key=lambda k: (mean[k], -k))
-                ident = identical_candidate(profile, method, chosen["candidates"])
-                to_runner = mean_estimate(scores[best] - scores[runner])
-                close += to_runner.interval()[0] <= 0
-                rows.append({
-                    "profile": profile, "preset": preset, "method": method,
-                    "pairs": len(scores), "selected (score)": f"{best} ({mean[best]:.3f})",
-                    "runner-up (score)": f"{runner} ({mean[runner]:.3f})",
-                    "selected − runner-up [95 %]": interval_text(to_runner, sign=True),
-                    "identical recipe (score)": "not in the space" if ident is None else
-                    f"{ident} ({mean[ident]:.3f})",
-                    "selected − identical [95 %]": "–" if ident is None else
-                    "selected" if ident == best else
-                    interval_text(mean_estimate(scores[best] - scores[ident]), sign=True)})
+    for profile, preset, method, chosen in selections(selected):
+        runs = search[(search.profile == profile) & (search.preset == preset)
+                      & (search.method == method)]
+        scores = runs.assign(score=[
+            run_score(r, len(get_mixture(r["mixture"], preset).centres))
+            for _, r in runs.iterrows()]).pivot_table(
+            index=["mixture", "seed"], columns="candidate", values="score")
+        mean = {c["candidate"]: c["score"] for c in chosen["candidates"]}
+        best = chosen["candidate"]
+        runner = max((k for k in mean if k != best), key=lambda k: (mean[k], -k))
+        ident = identical_candidate(profile, method, chosen["candidates"])
+        to_runner = mean_estimate(scores[best] - scores[runner])
+        close += to_runner.interval()[0] <= 0
+        rows.append({
+            "profile": profile, "preset": preset, "method": method,
+            "pairs": len(scores), "selected (score)": f"{best} ({mean[best]:.3f})",
+            "runner-up (score)": f"{runner} ({mean[runner]:.3f})",
+            "selected − runner-up [95 %]": interval_text(to_runner, sign=True),
+            "identical recipe (score)": "not in the space" if ident is None else
+            f"{ident} ({mean[ident]:.3f})",
+            "selected − identical [95 %]": "–" if ident is None else
+            "selected" if ident == best else
+            interval_text(mean_estimate(scores[best] - scores[ident]), sign=True)})
     if not rows:
         return []
     return ["How far the search separated its choice (docs/tuning.md, \"Near ties\"): per "
             "method x preset, the selected candidate's score minus the runner-up's and "
-            "minus the identical protocol's recipe's, paired by mixture and tuning seed "
-            "(one pair per mixture x tuning seed), with the 95 % t interval over the pairs. "
+            "minus the identical protocol's recipe's, paired by mixture and tuning seed, "
+            "with the 95 % t interval over the pairs. "
             "An interval that holds 0 is a near tie the search's seeds did not resolve; "
             "the rule stated before the search (the highest mean score) still selects, "
             f"and is not changed after it. {close} of {len(rows)} selections are within "
