@@ -344,7 +344,7 @@ def selection_margin(results: Path, selected: dict) -> list[str]:
         runner = max((k for k in mean if k != best), key=lambda k: (mean[k], -k))
         ident = identical_candidate(profile, method, chosen["candidates"])
         to_runner = mean_estimate(scores[best] - scores[runner])
-        close += to_runner.interval()[0] <= 0
+        close += not to_runner.interval()[0] > 0    # too few pairs to tell: not resolved
         rows.append({
             "profile": profile, "preset": preset, "method": method,
             "pairs": len(scores), "selected (score)": f"{best} ({mean[best]:.3f})",
