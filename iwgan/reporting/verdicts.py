@@ -55,6 +55,7 @@ from iwgan.metrics.verdicts import (
 from iwgan.reporting.common import (
     AXES,
     flag_values,
+    identical,
     markdown_table,
     methods_with,
     on_three_axes,
@@ -645,8 +646,9 @@ def mode_coverage_verdicts(sub: pd.DataFrame, curves: pd.DataFrame) -> list[str]
 # ---------------------------------------------------------------------------------------
 
 def power_rows(results: Path) -> list[dict]:
-    """For iWGAN against WGAN-GP on the paper preset of the reference profile, every
-    comparison verdict's statistic per mixture: the observed difference and spreads, and
+    """For iWGAN against WGAN-GP on the paper preset of the reference profile, identical
+    protocol (never pooled with tuned runs), every comparison verdict's statistic per
+    mixture: the observed difference and spreads, and
     the runs per group Welch's test needs for 80 % power at the verdict's level (one-sided,
     alpha / 3: Holm's first step over three mixtures) and, for comparison, at a two-sided
     5 %."""
@@ -654,14 +656,14 @@ def power_rows(results: Path) -> list[dict]:
     inputs = []
     mc_path, cv_path = results / "mode_coverage.csv", results / "convergence.csv"
     if mc_path.exists():
-        mc = c1_runs(read_results(mc_path), "mode_coverage")
+        mc = identical(c1_runs(read_results(mc_path), "mode_coverage"))
         mc = mc[(mc.profile == reference_profile(mc)) & (mc.preset == "paper")]
         for column, label in (("modes", "C1 modes covered"), ("hq_pct", "C1 HQ % (beside)")):
             inputs.append((label, "end of training", "results/mode_coverage.csv",
                            mc.assign(value=mc[column]), RULES["C1"].direction
                            if column == "modes" else "greater", reference_profile(mc)))
     if cv_path.exists():
-        cv = trained(read_results(cv_path))
+        cv = identical(trained(read_results(cv_path)))
         cv = cv[(cv.profile == reference_profile(cv)) & (cv.preset == "paper")]
         curves = read_curves(results / "convergence_curves.csv")
         for axis in AXES:
