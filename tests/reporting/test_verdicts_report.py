@@ -180,12 +180,16 @@ def test_the_image_claims_are_not_run_without_fid_rows_and_decided_with_them():
 
 
 def test_the_literature_presets_spiral_is_the_paper_presets_model_and_counted_once():
-    mc = trained(pd.read_csv(RESULTS / "mode_coverage.csv"))
-    paper = mc[(mc.preset == "paper") & (mc.mixture == "spiral")].set_index(["profile",
-                                                                             "method", "seed"])
-    lit = mc[(mc.preset == "literature") & (mc.mixture == "spiral")].set_index(
-        ["profile", "method", "seed"])
-    assert (paper.hq_pct == lit.hq_pct.loc[paper.index]).all()
+    """The same model and seed on the same CPU build and protocol trains to the same bytes
+    under both presets (runs on another CPU model are another draw: docs/reproducibility.md)."""
+    mc = trained(pd.read_csv(RESULTS / "mode_coverage.csv")).fillna(
+        {"protocol": "identical", "cpu_model": "not recorded"})
+    key = ["profile", "protocol", "cpu_model", "method", "seed"]
+    paper = mc[(mc.preset == "paper") & (mc.mixture == "spiral")].set_index(key)
+    lit = mc[(mc.preset == "literature") & (mc.mixture == "spiral")].set_index(key)
+    both = paper.index.intersection(lit.index)
+    assert len(both) >= 20
+    assert (paper.hq_pct.loc[both] == lit.hq_pct.loc[both]).all()
     report = (ROOT / "reports" / "mode_coverage.md").read_text()
     assert "The spiral is left out: under this preset it is the paper preset's model" in report
 
